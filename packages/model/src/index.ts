@@ -1,0 +1,4 @@
+export * from './hub.js';
+export * from './resource.js';
+export * from './registry.js';
+export * from './errors.js';

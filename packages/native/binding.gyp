@@ -1,0 +1,9 @@
+{
+  "targets": [
+    {
+      "target_name": "trellis_native",
+      "sources": ["src/native.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2"]
+    }
+  ]
+}

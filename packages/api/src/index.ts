@@ -1,1 +1,4 @@
 export * from './errors.js';
+export * from './type-urls.js';
+export * from './protos.js';
+export * from './any.js';

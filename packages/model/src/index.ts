@@ -2,3 +2,4 @@ export * from './hub.js';
 export * from './resource.js';
 export * from './registry.js';
 export * from './errors.js';
+export * from './convert/index.js';

@@ -3,6 +3,8 @@ import {
   convertServiceEntry,
   convertToHub,
   convertWorkloadEntry,
+  decodeResource,
+  isKind,
   type ServiceEntryInput,
   type ServiceEntry,
   type Source,
@@ -233,5 +235,42 @@ describe('convert: WorkloadEntry resource → hub', () => {
     ]);
     expect(out.services.map((s) => s.hostname)).to.deep.equal(['some.domain.com']);
     expect(out.workloads.map((w) => w.name)).to.deep.equal(['some-service-0', 'details-vm']);
+  });
+});
+
+describe('convert: decoded resources (decodeResource → hub)', () => {
+  it('a decoded ServiceEntry and WorkloadEntry convert as they are (typed, no casts)', () => {
+    const se = decodeResource({
+      apiVersion: 'networking.istio.io/v1beta1',
+      kind: 'ServiceEntry',
+      metadata: { name: 'httpbin', namespace: 'bar' },
+      spec: {
+        hosts: ['httpbin.bar.global'],
+        location: 'MESH_INTERNAL',
+        ports: [{ number: 8000, name: 'http1', protocol: 'http' }, { number: 9000, name: 'grpc-api' }],
+        resolution: 'DNS',
+        addresses: ['127.255.0.2'],
+        endpoints: [{ address: '1.2.3.4', ports: { http1: 15443 } }],
+      },
+    }, { origin: { kind: 'file', shard: 'file:/x', ref: '/x/a.yaml#0', file: '/x/a.yaml', document: 0, line: 1 } });
+    const we = decodeResource({
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'WorkloadEntry',
+      metadata: { name: 'vm1' },
+      spec: { address: '10.0.0.1', labels: { app: 'httpbin' } },
+    });
+    if (!se.ok || !we.ok) throw new Error('fixtures must decode');
+    if (!isKind(se.resource, 'ServiceEntry') || !isKind(we.resource, 'WorkloadEntry')) throw new Error('kinds');
+    const seInput: ServiceEntryInput = se.resource; // the decoder's types fit the converter's input
+    const weInput: WorkloadEntryInput = we.resource;
+    const out = convertServiceEntry(seInput);
+    expect(out.services[0].ports).to.deep.equal([
+      { number: 8000, name: 'http1', protocol: 'HTTP' },
+      { number: 9000, name: 'grpc-api', protocol: 'GRPC' },
+    ]);
+    expect(out.services[0].source).to.deep.equal({ kind: 'file', shard: 'file:/x', ref: '/x/a.yaml#0' });
+    expect(out.workloads[0]).to.include({ name: 'httpbin-0', namespace: 'bar', address: '1.2.3.4' });
+    expect(out.workloads[0].ports).to.deep.equal({ http1: 15443, 'grpc-api': 9000 });
+    expect(convertWorkloadEntry(weInput)).to.include({ name: 'vm1', namespace: 'default', weight: 1, health: 'HEALTHY' });
   });
 });

@@ -1,1 +1,11 @@
-export {};
+export * from './options.js';
+export * from './bundle.js';
+export * from './identity.js';
+export * from './join-token.js';
+export * from './ca-client.js';
+export * from './certificate-manager.js';
+export * from './observer.js';
+export * from './sds-server.js';
+export * from './metrics.js';
+export * from './http-server.js';
+export * from './systemd-notify.js';

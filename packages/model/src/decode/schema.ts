@@ -253,6 +253,11 @@ export function strings(...checks: Check<string>[]): Schema<readonly string[]> {
   return arrayOf(str(...checks));
 }
 
+/** Sets an own enumerable property, even for keys such as `__proto__` that plain assignment would not create. */
+function setOwn(o: Record<string, unknown>, k: string, v: unknown): void {
+  Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+}
+
 export function mapOf<V>(value: Schema<V>, keyCheck?: Check<string>): Schema<Readonly<Record<string, V>>> {
   return {
     decode(input, path, cx) {
@@ -273,13 +278,13 @@ export function mapOf<V>(value: Schema<V>, keyCheck?: Check<string>): Schema<Rea
         }
         const v = value.decode(raw, p, cx);
         if (v === INVALID) failed = true;
-        else out[k] = v;
+        else setOwn(out, k, v);
       }
       return failed ? INVALID : out;
     },
     encode(v) {
       const out: Record<string, unknown> = {};
-      for (const [k, x] of Object.entries(v)) out[k] = value.encode(x);
+      for (const [k, x] of Object.entries(v)) setOwn(out, k, value.encode(x));
       return out;
     },
   };

@@ -55,12 +55,19 @@ function snakeToCamel(s: string): string {
 
 /**
  * The nearest of `candidates` to `word`, or undefined when nothing is close: same name ignoring case or
- * snake_case, else the smallest edit distance within max(2, ⌊len/3⌋).
+ * snake_case, else one that is the other's suffix (`labels`/`matchLabels`), else the smallest edit distance within max(2, ⌊len/3⌋).
  */
 export function nearest(word: string, candidates: readonly string[]): string | undefined {
   const lower = word.toLowerCase();
   const camel = snakeToCamel(word).toLowerCase();
   for (const c of candidates) if (c.toLowerCase() === lower || c.toLowerCase() === camel) return c;
+  // `labels` ↔ `matchLabels`: the networking and security selectors differ only by a prefix.
+  if (lower.length >= 4) {
+    for (const c of candidates) {
+      const lc = c.toLowerCase();
+      if (lc.length >= 4 && (lc.endsWith(lower) || lower.endsWith(lc))) return c;
+    }
+  }
   let best: string | undefined;
   let bestD = Math.max(2, Math.floor(word.length / 3)) + 1;
   for (const c of candidates) {

@@ -5,7 +5,7 @@ import type { Protocol } from '../hub.js';
 import {
   arrayOf, enumOf, int, labels, obj, port, required, str, stringMap, type Schema,
 } from '../decode/schema.js';
-import { checkHost, checkIpOrCidr } from '../decode/syntax.js';
+import { checkDnsLabel, checkHost, checkIpOrCidr } from '../decode/syntax.js';
 
 /** Istio's port protocols, upper-cased. `GRPC-WEB`/`grpc-web` are accepted for `GRPC_WEB`. */
 export const PROTOCOLS: readonly Protocol[] = ['HTTP', 'HTTPS', 'GRPC', 'GRPC_WEB', 'HTTP2', 'MONGO', 'MYSQL', 'REDIS', 'TCP', 'TLS', 'UDP'];
@@ -66,7 +66,7 @@ export interface Destination {
 export const destination = (): Schema<Destination> =>
   obj<Destination>({
     host: required(str((h) => checkHost(h, { bareWildcard: false }))),
-    subset: str(),
+    subset: str((n) => checkDnsLabel(n)?.replace('invalid name', 'invalid subset name')),
     port: portSelector(),
   });
 

@@ -52,9 +52,21 @@ export const serviceEntrySpec = (): Schema<ServiceEntrySpec> =>
           if (numbers.has(p.number)) cx.add(joinKey(pp, 'number'), `port ${p.number} already defined at ports[${numbers.get(p.number)}]`);
           else numbers.set(p.number, i);
         });
+        if (se.resolution !== 'NONE' && se.resolution !== 'STATIC') {
+          (se.addresses ?? []).forEach((a, i) => {
+            if (a.includes('/')) cx.add(joinIndex(joinKey(path, 'addresses'), i), `CIDR addresses are allowed only with resolution NONE or STATIC, not ${se.resolution}`);
+          });
+        }
+        if (se.resolution !== 'NONE' && se.hosts.length > 1) {
+          const l7 = (se.ports ?? []).every((p) => ['HTTP', 'HTTP2', 'GRPC', 'GRPC_WEB', 'HTTPS', 'TLS'].includes(p.protocol));
+          if (!l7) cx.add(joinKey(path, 'hosts'), `multiple hosts need HTTP or TLS ports with resolution ${se.resolution}: a TCP port cannot tell the hosts apart`);
+        }
         const eps = se.endpoints ?? [];
+        const unix = eps.filter((ep) => ep.address?.startsWith('unix://'));
+        if (unix.length > 0 && (se.ports ?? []).length !== 1) cx.add(joinKey(path, 'ports'), 'exactly one service port is required with unix:// endpoints');
         eps.forEach((ep, i) => {
           const ep_ = joinIndex(joinKey(path, 'endpoints'), i);
+          if (ep.address?.startsWith('unix://') && ep.ports !== undefined) cx.add(joinKey(ep_, 'ports'), `unix endpoint ${ep.address} must not include ports`);
           for (const name of Object.keys(ep.ports ?? {})) {
             if (!names.has(name)) cx.add(joinKey(joinKey(ep_, 'ports'), name), `endpoint port \`${name}\` is not defined by the service entry`);
           }

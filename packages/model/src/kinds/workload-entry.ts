@@ -1,5 +1,5 @@
 /** `networking.istio.io` WorkloadEntry (istio/api networking/v1alpha3/workload_entry.proto). */
-import { int, labels, mapOf, obj, port, str, type Schema } from '../decode/schema.js';
+import { int, labels, mapOf, obj, port, str, type Fields, type Schema } from '../decode/schema.js';
 import { checkDnsLabel, checkHost, isIP } from '../decode/syntax.js';
 
 export interface WorkloadEntrySpec {
@@ -24,22 +24,22 @@ export function checkWorkloadAddress(a: string): string | undefined {
   return m === undefined ? undefined : `invalid address \`${a}\`: expected an IP address, a hostname or unix:///path`;
 }
 
+/** The field table, shared with WorkloadGroup's `template`. */
+export const workloadEntryFields: Fields<WorkloadEntrySpec> = {
+  address: str(checkWorkloadAddress),
+  ports: mapOf(port(), checkDnsLabel),
+  labels: labels(),
+  network: str(),
+  locality: str((l) => (l.split('/').length <= 3 ? undefined : `invalid locality \`${l}\`: expected region/zone/subzone`)),
+  weight: int({ min: 0, max: 4294967295 }),
+  serviceAccount: str(),
+};
+
 export const workloadEntrySpec = (opts: { addressRequired: boolean }): Schema<WorkloadEntrySpec> =>
-  obj<WorkloadEntrySpec>(
-    {
-      address: str(checkWorkloadAddress),
-      ports: mapOf(port(), checkDnsLabel),
-      labels: labels(),
-      network: str(),
-      locality: str((l) => (l.split('/').length <= 3 ? undefined : `invalid locality \`${l}\`: expected region/zone/subzone`)),
-      weight: int({ min: 0, max: 4294967295 }),
-      serviceAccount: str(),
+  obj<WorkloadEntrySpec>(workloadEntryFields, {
+    check(v, path, cx) {
+      if (opts.addressRequired && v.address === undefined && v.network === undefined) {
+        cx.add(path === '' ? 'address' : `${path}.address`, 'required field is missing (an address is required unless `network` is set)');
+      }
     },
-    {
-      check(v, path, cx) {
-        if (opts.addressRequired && v.address === undefined && v.network === undefined) {
-          cx.add(path === '' ? 'address' : `${path}.address`, 'required field is missing (an address is required unless `network` is set)');
-        }
-      },
-    },
-  );
+  });

@@ -90,7 +90,7 @@ export class ConsulAdapter implements RegistryAdapter {
     if (this.options.token) headers['x-consul-token'] = this.options.token;
     const wait = this.waitSeconds();
     // The server may hold the request for wait + wait/16; allow that plus a margin.
-    const timeout = AbortSignal.timeout((wait + wait / 16 + 15) * 1000);
+    const timeout = AbortSignal.timeout(Math.ceil((wait + wait / 16 + 15) * 1000));
     const url = `${this.base}${path}?${params.toString().replace(/passing=(&|$)/, 'passing$1')}`;
     let res;
     try {

@@ -4,8 +4,8 @@
  * One Consul service becomes one ServiceEntry (hostname from a template) with one port per protocol found among
  * its instances, and one WorkloadEntry per instance (key `<node>/<service id>`).
  */
-import type { Health, Problem, Protocol, ServiceEntry, ServicePort, WorkloadEntry } from '@trellis/model';
-import { commonestPort, expandTemplate, localityOf, parseProtocol, portNameFor } from './protocol.js';
+import type { Health, Problem, Protocol, ServiceEntry, WorkloadEntry } from '@trellis/model';
+import { expandTemplate, localityOf, parseProtocol, portNameFor, reconcilePorts } from './protocol.js';
 import { deepFreeze } from './runtime.js';
 
 /** One element of the `/v1/health/service/:name` array (fields Trellis reads; Consul sends more). */
@@ -135,9 +135,11 @@ export function convertConsulService(name: string, entries: readonly ConsulHealt
   }
 
   if (workloads.length === 0) return deepFreeze({ workloads: [], problems });
-  const ports: ServicePort[] = [...byProtocol.entries()]
-    .map(([protocol, numbers]) => ({ number: commonestPort(numbers)!, protocol, name: portNameFor(protocol) }))
-    .sort((a, b) => a.number - b.number || a.name.localeCompare(b.name));
+  const { ports, conflicts } = reconcilePorts(
+    new Map([...byProtocol.entries()].map(([protocol, numbers]) => [portNameFor(protocol), { protocol, numbers }])),
+    workloads,
+  );
+  for (const message of conflicts) problems.push({ file: `consul:${name}`, path: '[*].Service.Port', message });
   const service: ServiceEntry = {
     hostname,
     namespace,

@@ -1,5 +1,5 @@
 /** Protocol names as registries spell them → hub `Protocol`. Shared by the Consul, Eureka and Kubernetes mappings. */
-import type { Protocol } from '@trellis/model';
+import type { Protocol, ServicePort, WorkloadEntry } from '@trellis/model';
 
 const PROTOCOLS: Readonly<Record<string, Protocol>> = Object.freeze({
   http: 'HTTP',
@@ -71,4 +71,44 @@ export function localityOf(region: string | undefined, zone: string | undefined,
 /** Replaces `{token}` in a hostname template; unknown tokens are left as written. */
 export function expandTemplate(template: string, values: Readonly<Record<string, string>>): string {
   return template.replace(/\{([a-zA-Z]+)\}/g, (m, k: string) => (k in values ? values[k] : m));
+}
+
+/**
+ * Service ports from the ports instances declared (port name → protocol and the instances' numbers). Two names
+ * that would share a service port number are a disagreement between instances: the name with more instances wins,
+ * the other's workloads are renamed onto it, and a message is returned for each such conflict.
+ */
+export function reconcilePorts(
+  byName: ReadonlyMap<string, { readonly protocol: Protocol; readonly numbers: readonly number[] }>,
+  workloads: WorkloadEntry[],
+): { ports: ServicePort[]; conflicts: string[] } {
+  const candidates = [...byName.entries()]
+    .map(([name, e]) => ({ name, protocol: e.protocol, number: commonestPort(e.numbers)!, count: e.numbers.length }))
+    .sort((a, b) => b.count - a.count || a.name.localeCompare(b.name));
+  const byNumber = new Map<number, string>();
+  const rename = new Map<string, string>();
+  const ports: ServicePort[] = [];
+  const conflicts: string[] = [];
+  for (const c of candidates) {
+    const winner = byNumber.get(c.number);
+    if (winner !== undefined) {
+      rename.set(c.name, winner);
+      conflicts.push(`instances disagree on port ${c.number}: ${c.count} say "${c.name}", as many or more say "${winner}"; using "${winner}"`);
+      continue;
+    }
+    byNumber.set(c.number, c.name);
+    ports.push({ number: c.number, protocol: c.protocol, name: c.name });
+  }
+  if (rename.size > 0) {
+    for (const [i, w] of workloads.entries()) {
+      const p: Record<string, number> = {};
+      for (const [name, n] of Object.entries(w.ports)) {
+        const to = rename.get(name) ?? name;
+        if (!(to in p)) p[to] = n;
+      }
+      workloads[i] = { ...w, ports: p };
+    }
+  }
+  ports.sort((a, b) => a.number - b.number || a.name.localeCompare(b.name));
+  return { ports, conflicts };
 }

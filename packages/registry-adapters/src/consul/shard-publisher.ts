@@ -151,6 +151,8 @@ export class ShardPublisher {
           yield deepFreeze({ type: 'snapshot', services, workloads, configs: [], status });
           continue;
         }
+        // Before the first snapshot only a failure is worth reporting; content in progress is not.
+        if (this.state !== 'stale') continue;
       } else {
         const upServices: ServiceEntry[] = [];
         const upWorkloads: WorkloadEntry[] = [];

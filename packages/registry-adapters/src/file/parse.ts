@@ -133,7 +133,7 @@ export function parseResourceText(text: string, file: string, options: ParseOpti
     const lineOf = locator(doc, lc, line);
     if (doc.errors.length > 0) {
       for (const e of doc.errors) {
-        problems.push({ file, document: index, line: e.linePos?.[0].line ?? line, path: '', message: `YAML: ${firstLine(e.message)}` });
+        problems.push({ file, document: index, line: lc.linePos(e.pos[0]).line, path: '', message: `YAML: ${firstLine(e.message)}` });
       }
       documents.push(Object.freeze({ index, line, lineOf }));
       return;
@@ -163,7 +163,7 @@ export function parseResourceText(text: string, file: string, options: ParseOpti
     const earlier = seen.get(key);
     if (earlier !== undefined) {
       problems.push({
-        file, document: index, line, path: 'metadata.name',
+        file, document: index, line: lineOf('metadata.name'), path: 'metadata.name',
         message: `${key} is already defined by document ${earlier} of this file`,
       });
     } else {

@@ -1,0 +1,117 @@
+/** `envoy.config.cluster.v3.Cluster` → ClusterConfig. */
+import { EXT_TYPE_URL } from '../type-urls.js';
+import { type UpstreamTls, decodeTransportSocket } from './common.js';
+import { type ClusterLoadAssignmentConfig, decodeClusterLoadAssignment } from './endpoint.js';
+import { type Obj, deepFreeze, durationMs, enumOf, fail, isObj, join, list, obj, reqStr, str, wrapped } from './read.js';
+import { fromStruct } from '../any.js';
+
+export type ClusterType = 'EDS' | 'STATIC' | 'STRICT_DNS' | 'LOGICAL_DNS' | 'ORIGINAL_DST';
+export type LbPolicy = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM' | 'RING_HASH' | 'MAGLEV' | 'CLUSTER_PROVIDED';
+
+export interface CircuitBreakerThresholds {
+  readonly maxConnections: number;
+  readonly maxPendingRequests: number;
+  readonly maxRequests: number;
+  readonly maxRetries: number;
+}
+
+export interface OutlierDetection {
+  readonly consecutive5xx: number;
+  readonly consecutiveGatewayFailure: number;
+  readonly intervalMs: number;
+  readonly baseEjectionTimeMs: number;
+  readonly maxEjectionPercent: number;
+}
+
+export interface TransportSocketMatch {
+  readonly name: string;
+  /** Endpoint metadata under `envoy.transport_socket_match` must contain these key/values. */
+  readonly match: Readonly<Record<string, unknown>>;
+  readonly tls: UpstreamTls | null;
+}
+
+export interface ClusterConfig {
+  readonly name: string;
+  readonly type: ClusterType;
+  /** EDS service name to subscribe to (defaults to the cluster name). */
+  readonly edsServiceName: string;
+  readonly lbPolicy: LbPolicy;
+  readonly connectTimeoutMs: number;
+  /** DEFAULT-priority thresholds (Envoy's defaults: 1024 each, retries 3). */
+  readonly circuitBreakers: CircuitBreakerThresholds;
+  readonly outlierDetection: OutlierDetection | null;
+  readonly tls: UpstreamTls | null;
+  readonly transportSocketMatches: readonly TransportSocketMatch[];
+  /** Upstream HTTP/2 (explicit http2 in HttpProtocolOptions, or the deprecated http2_protocol_options). */
+  readonly http2: boolean;
+  /** When true the upstream protocol follows the downstream one. */
+  readonly useDownstreamProtocol: boolean;
+  readonly loadAssignment: ClusterLoadAssignmentConfig | null;
+  readonly ringHash: { readonly minimumRingSize: number } | null;
+}
+
+const TYPES: readonly ClusterType[] = ['STATIC', 'STRICT_DNS', 'LOGICAL_DNS', 'EDS', 'ORIGINAL_DST'];
+const POLICIES: readonly LbPolicy[] = ['ROUND_ROBIN', 'LEAST_REQUEST', 'RANDOM', 'RING_HASH', 'MAGLEV', 'CLUSTER_PROVIDED'];
+
+export function decodeCluster(o: Obj): ClusterConfig {
+  const name = reqStr(o, 'name', '');
+  if (obj(o, 'cluster_type', '')) fail('cluster_type', 'custom cluster types are not supported');
+  const type = enumOf(o, 'type', '', TYPES, 'STATIC');
+  const eds = obj(o, 'eds_cluster_config', '');
+  const cb = list(obj(o, 'circuit_breakers', '') ?? {}, 'thresholds', 'circuit_breakers', (t, p) => ({
+    priority: t.priority ?? 'DEFAULT',
+    maxConnections: wrapped(t, 'max_connections', p) ?? 1024,
+    maxPendingRequests: wrapped(t, 'max_pending_requests', p) ?? 1024,
+    maxRequests: wrapped(t, 'max_requests', p) ?? 1024,
+    maxRetries: wrapped(t, 'max_retries', p) ?? 3,
+  })).find((t) => t.priority === 'DEFAULT');
+  const od = obj(o, 'outlier_detection', '');
+  const outlierDetection: OutlierDetection | null = od ? {
+    consecutive5xx: wrapped(od, 'consecutive_5xx', 'outlier_detection') ?? 5,
+    consecutiveGatewayFailure: wrapped(od, 'consecutive_gateway_failure', 'outlier_detection') ?? 0,
+    intervalMs: durationMs(od, 'interval', 'outlier_detection') ?? 10000,
+    baseEjectionTimeMs: durationMs(od, 'base_ejection_time', 'outlier_detection') ?? 30000,
+    maxEjectionPercent: wrapped(od, 'max_ejection_percent', 'outlier_detection') ?? 10,
+  } : null;
+  let http2 = obj(o, 'http2_protocol_options', '') !== undefined;
+  let useDownstreamProtocol = false;
+  const tepo = obj(o, 'typed_extension_protocol_options', '');
+  if (tepo) {
+    for (const [k, v] of Object.entries(tepo)) {
+      const p = `typed_extension_protocol_options["${k}"]`;
+      if (!isObj(v)) fail(p, 'must be a message');
+      if (v['@type'] !== EXT_TYPE_URL.httpProtocolOptions) continue;
+      const explicit = obj(v, 'explicit_http_config', p);
+      if (explicit && obj(explicit, 'http2_protocol_options', join(p, 'explicit_http_config'))) http2 = true;
+      if (obj(v, 'use_downstream_protocol_config', p)) useDownstreamProtocol = true;
+    }
+  }
+  const la = obj(o, 'load_assignment', '');
+  const loadAssignment = la ? decodeClusterLoadAssignment(la, 'load_assignment') : null;
+  if ((type === 'STATIC' || type === 'STRICT_DNS' || type === 'LOGICAL_DNS') && !loadAssignment) fail('load_assignment', `required for type ${type}`);
+  const lbPolicy = enumOf(o, 'lb_policy', '', POLICIES, 'ROUND_ROBIN');
+  if (lbPolicy === 'MAGLEV' || lbPolicy === 'CLUSTER_PROVIDED') {
+    if (!(lbPolicy === 'CLUSTER_PROVIDED' && type === 'ORIGINAL_DST')) fail('lb_policy', `unsupported value ${lbPolicy}`);
+  }
+  const rh = obj(o, 'ring_hash_lb_config', '');
+  return deepFreeze({
+    name,
+    type,
+    edsServiceName: (eds && str(eds, 'service_name', 'eds_cluster_config')) || name,
+    lbPolicy,
+    connectTimeoutMs: durationMs(o, 'connect_timeout', '') ?? 5000,
+    circuitBreakers: cb ? { maxConnections: cb.maxConnections, maxPendingRequests: cb.maxPendingRequests, maxRequests: cb.maxRequests, maxRetries: cb.maxRetries }
+      : { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 1024, maxRetries: 3 },
+    outlierDetection,
+    tls: decodeTransportSocket<UpstreamTls>(obj(o, 'transport_socket', ''), 'transport_socket', 'upstream'),
+    transportSocketMatches: list(o, 'transport_socket_matches', '', (m, p) => ({
+      name: str(m, 'name', p) ?? '',
+      match: fromStruct(obj(m, 'match', p) as { fields?: Record<string, unknown> } | undefined),
+      tls: decodeTransportSocket<UpstreamTls>(obj(m, 'transport_socket', p), join(p, 'transport_socket'), 'upstream'),
+    })),
+    http2,
+    useDownstreamProtocol,
+    loadAssignment,
+    ringHash: lbPolicy === 'RING_HASH' ? { minimumRingSize: Number((rh && wrapped(rh, 'minimum_ring_size', 'ring_hash_lb_config')) || 1024) } : null,
+  });
+}

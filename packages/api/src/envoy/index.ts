@@ -1,0 +1,9 @@
+/** Decoders of Envoy xDS/SDS resources (as `decodeAny` returns them) into typed, frozen values the proxy uses. */
+export { EnvoyResourceError } from './read.js';
+export * from './common.js';
+export * from './listener.js';
+export * from './route.js';
+export * from './cluster.js';
+export * from './endpoint.js';
+export * from './secret.js';
+export * from './resource.js';

@@ -1,0 +1,13 @@
+/** `trellisctl`: one module per subcommand registers itself on the program. */
+import { registerAnalyze } from './analyze.js';
+import { createProgram, runProgram } from './program.js';
+import { registerProxyConfig } from './proxy-config.js';
+import { registerProxyStatus } from './proxy-status.js';
+import { registerRegistryStatus } from './registry-status.js';
+
+const program = createProgram();
+registerAnalyze(program);
+registerProxyStatus(program);
+registerProxyConfig(program);
+registerRegistryStatus(program);
+process.exitCode = await runProgram(program, process.argv);

@@ -1,0 +1,84 @@
+/**
+ * Mesh-wide settings: built-in defaults, then flags/environment, then MeshConfig resources, field by field.
+ *
+ * Precedence, lowest to highest:
+ *   1. built-in defaults (`DEFAULT_MESH_SETTINGS`);
+ *   2. `trellis-control` flags / environment (`--trust-domain`, `--cluster-id`, `--network`);
+ *   3. the `--mesh-config FILE` resource;
+ *   4. MeshConfig resources from the registries (config directory), in (namespace, name) order, later wins.
+ * A MeshConfig is what an operator edits at run time, so it wins over the process's start-up flags; the flags are the
+ * defaults "under" it. Only fields a MeshConfig actually sets override anything.
+ */
+import type { SourceKind } from '@trellis/model';
+import type { MeshSettings } from '../snapshot/types.js';
+
+export const DEFAULT_REGISTRY_PRIORITY: readonly SourceKind[] = Object.freeze(['kubernetes', 'file', 'consul', 'eureka', 'control']);
+
+export const DEFAULT_MESH_SETTINGS: MeshSettings = Object.freeze({
+  trustDomain: 'cluster.local',
+  defaultNamespace: 'default',
+  outboundTrafficPolicy: 'ALLOW_ANY',
+  registryPriority: DEFAULT_REGISTRY_PRIORITY,
+  vipRange: '240.240.0.0/16',
+  clusterId: 'Kubernetes',
+  network: '',
+  domainSuffix: 'cluster.local',
+});
+
+/** A MeshConfig-like resource: only `spec` is read; unknown fields are ignored here (the decoder rejects them). */
+export interface MeshConfigLike {
+  readonly metadata: { readonly namespace: string; readonly name: string };
+  readonly spec: unknown;
+}
+
+const KINDS: readonly SourceKind[] = ['kubernetes', 'file', 'consul', 'eureka', 'control'];
+
+/** The fields of one MeshConfig spec that set something, as a partial MeshSettings. */
+export function meshOverrides(spec: unknown): Partial<MeshSettings> {
+  if (spec === null || typeof spec !== 'object') return {};
+  const s = spec as Record<string, unknown>;
+  const out: { -readonly [K in keyof MeshSettings]?: MeshSettings[K] } = {};
+  const str = (k: string): string | undefined => (typeof s[k] === 'string' ? (s[k] as string) : undefined);
+  const td = str('trustDomain'); if (td) out.trustDomain = td;
+  const dn = str('defaultNamespace'); if (dn) out.defaultNamespace = dn;
+  const vr = str('vipRange'); if (vr) out.vipRange = vr;
+  const ci = str('clusterId'); if (ci) out.clusterId = ci;
+  const nw = str('network'); if (nw !== undefined) out.network = nw;
+  const ds = str('domainSuffix'); if (ds) out.domainSuffix = ds;
+  const otp = s.outboundTrafficPolicy;
+  const mode = typeof otp === 'string' ? otp : otp && typeof otp === 'object' ? (otp as Record<string, unknown>).mode : undefined;
+  if (mode === 'ALLOW_ANY' || mode === 'REGISTRY_ONLY') out.outboundTrafficPolicy = mode;
+  const rp = s.registryPriority;
+  if (Array.isArray(rp) && rp.every((k) => KINDS.includes(k as SourceKind))) {
+    // Kinds not listed keep their default relative order after the listed ones.
+    const listed = rp as SourceKind[];
+    out.registryPriority = Object.freeze([...listed, ...DEFAULT_REGISTRY_PRIORITY.filter((k) => !listed.includes(k))]);
+  }
+  return out;
+}
+
+export interface MeshDefaults {
+  readonly trustDomain?: string;
+  readonly clusterId?: string;
+  readonly network?: string;
+}
+
+/** Applies the precedence above. `fileConfig` is the `--mesh-config` resource, `registryConfigs` those from shards. */
+export function resolveMeshSettings(
+  defaults: MeshDefaults,
+  fileConfig: MeshConfigLike | undefined,
+  registryConfigs: readonly MeshConfigLike[],
+): MeshSettings {
+  let m: MeshSettings = { ...DEFAULT_MESH_SETTINGS };
+  if (defaults.trustDomain) m = { ...m, trustDomain: defaults.trustDomain };
+  if (defaults.clusterId) m = { ...m, clusterId: defaults.clusterId };
+  if (defaults.network !== undefined) m = { ...m, network: defaults.network };
+  if (fileConfig) m = { ...m, ...meshOverrides(fileConfig.spec) };
+  const sorted = [...registryConfigs].sort((a, b) =>
+    a.metadata.namespace === b.metadata.namespace
+      ? a.metadata.name.localeCompare(b.metadata.name)
+      : a.metadata.namespace.localeCompare(b.metadata.namespace),
+  );
+  for (const c of sorted) m = { ...m, ...meshOverrides(c.spec) };
+  return Object.freeze({ ...m, registryPriority: Object.freeze([...m.registryPriority]) });
+}

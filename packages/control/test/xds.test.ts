@@ -1,0 +1,160 @@
+import * as grpc from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { toStruct, TYPE_URL } from '@trellis/api';
+import { AdsTestClient, type AdsResponse } from '@trellis/testing';
+import { DEFAULT_MESH_SETTINGS } from '../src/config/mesh-settings.js';
+import { buildSnapshot } from '../src/snapshot/build.js';
+import { mergeShards } from '../src/aggregate/merge.js';
+import type { Generator, Snapshot } from '../src/snapshot/types.js';
+import { AdsServer } from '../src/xds/ads-server.js';
+import { parseNode } from '../src/xds/node.js';
+import { svc, wl } from './aggregate-fixtures.js';
+
+describe('xDS node parsing', () => {
+  it('reads Istio\'s id form and metadata', () => {
+    const n = parseNode({
+      id: 'sidecar~10.0.0.9~reviews-v1.bookinfo~bookinfo.svc.cluster.local',
+      metadata: toStruct({ LABELS: { app: 'reviews', version: 'v1' }, SERVICE_ACCOUNT: 'bookinfo-reviews', CLUSTER_ID: 'vm-1', NETWORK: 'n1', INSTANCE_IPS: '10.0.0.9,10.0.1.9' }),
+      locality: { region: 'eu', zone: 'eu-1', sub_zone: '' },
+    });
+    expect(n).to.deep.include({ type: 'sidecar', namespace: 'bookinfo', workloadName: 'reviews-v1', serviceAccount: 'bookinfo-reviews', clusterId: 'vm-1', network: 'n1', locality: 'eu/eu-1/' });
+    expect(n.ipAddresses).to.deep.equal(['10.0.0.9', '10.0.1.9']);
+    expect(n.labels).to.deep.equal({ app: 'reviews', version: 'v1' });
+  });
+
+  it('recognises routers and proxyless gRPC clients', () => {
+    expect(parseNode({ id: 'router~10.0.0.1~gw.istio-system~istio-system.svc.cluster.local' }).type).to.equal('router');
+    expect(parseNode({ id: 'sidecar~10.0.0.1~c.ns~ns.svc.cluster.local', metadata: toStruct({ GENERATOR: 'grpc' }) }).type).to.equal('proxyless');
+    expect(parseNode({ id: 'proxyless~10.0.0.1~c.ns~ns.svc.cluster.local' }).type).to.equal('proxyless');
+    expect(parseNode({ id: 'plain-id', user_agent_name: 'gRPC Node Pure JS' }).type).to.equal('proxyless');
+    const n = parseNode({ id: 'plain-id', metadata: toStruct({ NAMESPACE: 'x', WORKLOAD_NAME: 'w' }) });
+    expect(n).to.deep.include({ type: 'sidecar', namespace: 'x', workloadName: 'w' });
+  });
+});
+
+function snapshotOf(version: string, endpoints: string[], port = 80): Snapshot {
+  const s = svc('api.test', 'f', 'file', { ports: [{ number: port, protocol: 'HTTP', name: 'http' }] });
+  const ws = endpoints.map((a, i) => wl(`w${i}`, a, 'f', 'file', { services: ['api.test'] }));
+  const merged = mergeShards([{ shard: 'f', kind: 'file', services: new Map([['k', s]]), workloads: new Map(ws.map((w) => [w.name, w])) }], ['file']);
+  return buildSnapshot({ view: { ...merged, shards: [], configs: [] }, mesh: DEFAULT_MESH_SETTINGS, vips: new Map(), version });
+}
+
+const baseGenerators: Readonly<Record<string, Generator>> = {
+  [TYPE_URL.cluster]: (snap) => snap.services.flatMap((m) => m.service.ports.map((p) => ({
+    name: `outbound|${p.number}||${m.service.hostname}`,
+    body: { name: `outbound|${p.number}||${m.service.hostname}`, type: 'EDS', eds_cluster_config: { eds_config: { ads: {} } } },
+  }))),
+  [TYPE_URL.endpoint]: (snap) => snap.services.flatMap((m) => m.service.ports.map((p) => ({
+    name: `outbound|${p.number}||${m.service.hostname}`,
+    body: {
+      cluster_name: `outbound|${p.number}||${m.service.hostname}`,
+      endpoints: [{ lb_endpoints: m.endpoints.map((e) => ({ endpoint: { address: { socket_address: { address: e.address, port_value: 8080 } } } })) }],
+    },
+  }))),
+  [TYPE_URL.listener]: (_snap, proxy) => [{ name: `${proxy.type}-listener`, body: { name: `${proxy.type}-listener` } }],
+};
+
+describe('ADS server', () => {
+  let server: grpc.Server;
+  let ads: AdsServer;
+  let current: Snapshot | undefined;
+  let address: string;
+  let gens: Record<string, Generator>;
+  const clients: AdsTestClient[] = [];
+
+  beforeEach(async () => {
+    current = snapshotOf('v1', ['10.0.0.1']);
+    gens = { ...baseGenerators };
+    ads = new AdsServer({ generators: gens, snapshots: { current: () => current }, identifier: 'test' });
+    server = new grpc.Server();
+    ads.addTo(server);
+    const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+    address = `127.0.0.1:${port}`;
+  });
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.close();
+    ads.close();
+    await new Promise<void>((res) => server.tryShutdown(() => res()));
+  });
+
+  function client(id: string, reject?: (r: AdsResponse) => string | undefined): AdsTestClient {
+    const c = new AdsTestClient({ address, nodeId: id, reject });
+    clients.push(c);
+    return c;
+  }
+
+  const wait = async (pred: () => boolean): Promise<void> => {
+    for (let i = 0; i < 200 && !pred(); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(pred()).to.equal(true);
+  };
+
+  it('serves wildcard CDS and named EDS, and reports SYNCED after the ACKs', async () => {
+    const c = client('sidecar~10.0.0.5~a.default~default.svc.cluster.local');
+    c.subscribe(TYPE_URL.cluster);
+    const cds = await c.next((r) => r.type === TYPE_URL.cluster, 0);
+    expect(cds.names).to.deep.equal(['outbound|80||api.test']);
+    c.subscribe(TYPE_URL.endpoint, ['outbound|80||api.test', 'outbound|81||missing']);
+    const eds = await c.next((r) => r.type === TYPE_URL.endpoint, 0);
+    expect(eds.names).to.deep.equal(['outbound|80||api.test']);
+    await wait(() => ads.syncStatus()[0]?.types.filter((t) => t.state === 'SYNCED').length === 2);
+    const st = ads.syncStatus()[0];
+    expect(st.proxy).to.equal('sidecar~10.0.0.5~a.default~default.svc.cluster.local');
+    expect(Object.fromEntries(st.types.map((t) => [t.short, t.state]))).to.deep.equal({ CDS: 'SYNCED', EDS: 'SYNCED', LDS: 'NOT SENT', RDS: 'NOT SENT' });
+    expect(st.types.find((t) => t.short === 'EDS')!.subscribed).to.deep.equal(['outbound|80||api.test', 'outbound|81||missing']);
+  });
+
+  it('pushes EDS only on an endpoint-only change, and nothing when nothing changed', async () => {
+    const c = client('sidecar~10.0.0.5~a.default~default.svc.cluster.local');
+    c.subscribe(TYPE_URL.cluster);
+    c.subscribe(TYPE_URL.endpoint, ['outbound|80||api.test']);
+    c.subscribe(TYPE_URL.listener);
+    await wait(() => ads.syncStatus()[0]?.types.filter((t) => t.state === 'SYNCED').length === 3);
+    const before = c.responses.length;
+    current = snapshotOf('v2', ['10.0.0.1', '10.0.0.2']);
+    ads.onSnapshot();
+    const eds = await c.next((r) => r.type === TYPE_URL.endpoint, before);
+    const lbs = ((eds.resources[0].endpoints as { lb_endpoints: unknown[] }[])[0]).lb_endpoints;
+    expect(lbs).to.have.length(2);
+    current = snapshotOf('v3', ['10.0.0.1', '10.0.0.2']);
+    ads.onSnapshot();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(c.responses.slice(before).map((r) => r.type)).to.deep.equal([TYPE_URL.endpoint]);
+  });
+
+  it('records a NACK per proxy and type, keeps it, and does not re-push the same version', async () => {
+    const c = client('sidecar~10.0.0.6~b.default~default.svc.cluster.local', (r) => (r.type === TYPE_URL.cluster && r.resources.some((x) => x.lb_policy === 'MAGLEV') ? 'unsupported lb_policy: MAGLEV' : undefined));
+    c.subscribe(TYPE_URL.cluster);
+    await wait(() => ads.syncStatus()[0]?.types.find((t) => t.short === 'CDS')?.state === 'SYNCED');
+    const goodVersion = ads.syncStatus()[0].types.find((t) => t.short === 'CDS')!.ackedVersion;
+    gens[TYPE_URL.cluster] = (snap, p) => baseGenerators[TYPE_URL.cluster](snap, p).map((r) => ({ name: r.name, body: { ...r.body, lb_policy: 'MAGLEV' } }));
+    {
+      current = snapshotOf('v2', ['10.0.0.1']);
+      ads.onSnapshot();
+      await wait(() => ads.syncStatus()[0]?.types.find((t) => t.short === 'CDS')?.state === 'NACKED');
+      const cds = ads.syncStatus()[0].types.find((t) => t.short === 'CDS')!;
+      expect(cds.nack!.message).to.equal('unsupported lb_policy: MAGLEV');
+      expect(cds.ackedVersion).to.equal(goodVersion);
+      expect(cds.sentVersion).not.to.equal(goodVersion);
+      const n = c.responses.length;
+      current = snapshotOf('v3', ['10.0.0.1']);
+      ads.onSnapshot();
+      await new Promise((r) => setTimeout(r, 100));
+      expect(c.responses.length).to.equal(n);
+      // A content change is pushed again.
+      gens[TYPE_URL.cluster] = baseGenerators[TYPE_URL.cluster];
+      current = snapshotOf('v4', ['10.0.0.1']);
+      ads.onSnapshot();
+      await wait(() => ads.syncStatus()[0]?.types.find((t) => t.short === 'CDS')?.state === 'SYNCED');
+    }
+  });
+
+  it('serves a dump of what a connected proxy gets', async () => {
+    const c = client('proxyless~10.0.0.7~g.default~default.svc.cluster.local');
+    c.subscribe(TYPE_URL.listener, ['proxyless-listener']);
+    await c.next((r) => r.type === TYPE_URL.listener, 0);
+    const dump = ads.configDump('proxyless~10.0.0.7~g.default~default.svc.cluster.local')!;
+    expect(dump.types.LDS.map((r) => r.name)).to.deep.equal(['proxyless-listener']);
+    expect(dump.types.CDS.map((r) => r.name)).to.deep.equal(['outbound|80||api.test']);
+    expect(ads.configDump('nope')).to.equal(undefined);
+  });
+});

@@ -1,0 +1,156 @@
+/**
+ * Runtime state per cluster: hosts (from EDS or the cluster's own load_assignment), the balancer, circuit-breaker
+ * counters, outlier ejection, and upstream connection pools keyed by host and TLS context version (a rotated
+ * certificate gets new pools; the old pools drain their in-flight requests and close).
+ */
+import { Pool } from 'undici';
+import type { ClusterConfig, UpstreamTls } from '@trellis/api';
+import type { ConfigStore } from '../config/store.js';
+import type { Host } from '../lb/hosts.js';
+import { HostSet } from '../lb/hosts.js';
+import type { TlsContexts } from '../tls/contexts.js';
+import { connectUpstream, type UpstreamTlsParams } from '../upstream/connect.js';
+import { H2Upstream } from '../upstream/h2-session.js';
+
+export interface ClusterStats {
+  rqTotal: number;
+  rqActive: number;
+  rqError: number;
+  rqTimeout: number;
+  cxConnectFail: number;
+  overflow: number;
+  retries: number;
+}
+
+type Upstream = { kind: 'h1'; pool: Pool } | { kind: 'h2'; h2: H2Upstream };
+
+export class ClusterRuntime {
+  hosts: HostSet;
+  readonly stats: ClusterStats = { rqTotal: 0, rqActive: 0, rqError: 0, rqTimeout: 0, cxConnectFail: 0, overflow: 0, retries: 0 };
+  private readonly upstreams = new Map<string, Upstream>();
+
+  constructor(readonly config: ClusterConfig, private readonly tlsContexts: TlsContexts, previous?: ClusterRuntime) {
+    this.hosts = new HostSet(config.loadAssignment, config.lbPolicy, config.ringHash?.minimumRingSize ?? 1024, Math.random, previous?.hosts);
+  }
+
+  setEndpoints(hosts: HostSet): void {
+    this.hosts = hosts;
+  }
+
+  /** The TLS config that applies to a host (transport_socket_matches on endpoint metadata, else the cluster's). */
+  tlsFor(host: Host): UpstreamTls | null {
+    for (const m of this.config.transportSocketMatches) {
+      const md = host.metadata['envoy.transport_socket_match'] ?? {};
+      if (Object.entries(m.match).every(([k, v]) => md[k] === v)) return m.tls;
+    }
+    return this.config.tls;
+  }
+
+  /**
+   * An upstream client for the host, or a string saying why none is available (secrets not yet delivered).
+   * `h2` selects the HTTP/2 session pool.
+   */
+  upstream(host: Host, h2: boolean): Upstream | 'no_secret' {
+    const t = this.tlsFor(host);
+    let params: UpstreamTlsParams | null = null;
+    let version = 0;
+    if (t) {
+      const c = this.tlsContexts.get(t);
+      if (!c) return 'no_secret';
+      params = { config: t, ctx: c.ctx, alpn: t.alpn.length ? t.alpn : h2 ? ['h2'] : ['http/1.1'] };
+      version = c.version;
+    }
+    const key = `${h2 ? 'h2' : 'h1'}|${host.key}|${version}`;
+    const hit = this.upstreams.get(key);
+    if (hit) return hit;
+    // A new TLS context version replaces the pools of the old one: they finish in-flight requests and close.
+    for (const [k, u] of this.upstreams) if (k.startsWith(`${h2 ? 'h2' : 'h1'}|${host.key}|`)) { this.upstreams.delete(k); closeUpstream(u); }
+    const { address, port } = host.address;
+    let u: Upstream;
+    if (h2) u = { kind: 'h2', h2: new H2Upstream(address, port, this.config.connectTimeoutMs, params) };
+    else {
+      const h1Params = params ? { ...params, alpn: t!.alpn.length ? [...t!.alpn.filter((a) => a !== 'h2'), 'http/1.1'] : ['http/1.1'] } : null;
+      u = {
+        kind: 'h1',
+        pool: new Pool(`http://${host.key}`, {
+          connections: Math.min(this.config.circuitBreakers.maxConnections, 256),
+          pipelining: 1,
+          keepAliveTimeout: 60_000,
+          keepAliveMaxTimeout: 600_000,
+          headersTimeout: 0,
+          bodyTimeout: 0,
+          connect: (_opts, cb) => { connectUpstream(address, port, this.config.connectTimeoutMs, h1Params, (err, s) => (err ? cb(err, null) : cb(null, s!))); },
+        }),
+      };
+    }
+    this.upstreams.set(key, u);
+    return u;
+  }
+
+  /** Drops pools of hosts no longer present. */
+  prune(): void {
+    const keys = new Set(this.hosts.all.map((h) => h.key));
+    for (const [k, u] of this.upstreams) if (!keys.has(k.split('|')[1])) { this.upstreams.delete(k); closeUpstream(u); }
+  }
+
+  close(): void {
+    for (const u of this.upstreams.values()) closeUpstream(u);
+    this.upstreams.clear();
+  }
+
+  /** Pools currently open, for /clusters. */
+  get poolCount(): number {
+    return this.upstreams.size;
+  }
+}
+
+function closeUpstream(u: Upstream): void {
+  if (u.kind === 'h1') u.pool.close().catch(() => {});
+  else u.h2.close();
+}
+
+export class ClusterManager {
+  private clusters = new Map<string, ClusterRuntime>();
+  private readonly unsubscribe: () => void;
+
+  constructor(private readonly store: ConfigStore, private readonly tlsContexts: TlsContexts) {
+    this.rebuild();
+    this.unsubscribe = store.onChange((kind) => { if (kind === 'cluster' || kind === 'endpoint') this.rebuild(); });
+  }
+
+  get(name: string): ClusterRuntime | undefined {
+    return this.clusters.get(name);
+  }
+
+  all(): ReadonlyMap<string, ClusterRuntime> {
+    return this.clusters;
+  }
+
+  private rebuild(): void {
+    const next = new Map<string, ClusterRuntime>();
+    const eps = this.store.endpoints();
+    for (const [name, cfg] of this.store.clusters()) {
+      const prev = this.clusters.get(name);
+      let rt: ClusterRuntime;
+      if (prev && prev.config === cfg) rt = prev;
+      else {
+        rt = new ClusterRuntime(cfg, this.tlsContexts, prev);
+        prev?.close();
+      }
+      if (cfg.type === 'EDS') {
+        const cla = eps.get(cfg.edsServiceName) ?? null;
+        rt.setEndpoints(new HostSet(cla, cfg.lbPolicy, cfg.ringHash?.minimumRingSize ?? 1024, Math.random, rt.hosts));
+        rt.prune();
+      }
+      next.set(name, rt);
+    }
+    for (const [name, rt] of this.clusters) if (!next.has(name)) rt.close();
+    this.clusters = next;
+  }
+
+  close(): void {
+    this.unsubscribe();
+    for (const rt of this.clusters.values()) rt.close();
+    this.clusters.clear();
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * What a layer sees: the downstream request/response, the connection it came on, and the decisions earlier
+ * layers made. `Layer = next => handler` (DESIGN.md §6.4): each layer does one thing, then calls `next(ctx)`
+ * or answers locally.
+ */
+import type http from 'node:http';
+import type http2 from 'node:http2';
+import type { HeaderToAdd, HttpConnectionManager, Route, RouteConfig, VirtualHost } from '@trellis/api';
+import type { ClusterRuntime } from '../cluster/cluster-manager.js';
+import type { Host } from '../lb/hosts.js';
+
+export interface ConnectionInfo {
+  readonly direction: 'inbound' | 'outbound';
+  readonly listener: string;
+  readonly hcm: HttpConnectionManager;
+  readonly sourceIp: string;
+  readonly destIp: string;
+  readonly destPort: number;
+  /** The downstream peer's SPIFFE id after mTLS termination. */
+  readonly peerPrincipal: string | null;
+  readonly tls: boolean;
+}
+
+export type DownstreamRequest = http.IncomingMessage | http2.Http2ServerRequest;
+export type DownstreamResponse = http.ServerResponse | http2.Http2ServerResponse;
+
+export interface HttpContext {
+  readonly req: DownstreamRequest;
+  readonly res: DownstreamResponse;
+  readonly conn: ConnectionInfo;
+  readonly startNs: bigint;
+  readonly h2: boolean;
+  method: string;
+  authority: string;
+  path: string;
+  /** Request headers to send upstream: lowercase names, no hop-by-hop or pseudo headers, no host. */
+  headers: Record<string, string | string[]>;
+  routeConfig: RouteConfig | null;
+  vhost: VirtualHost | null;
+  route: Route | null;
+  clusterName: string;
+  cluster: ClusterRuntime | null;
+  host: Host | null;
+  /** Response header operations collected while routing, applied when the upstream answers. */
+  responseHeadersToAdd: HeaderToAdd[];
+  responseHeadersToRemove: string[];
+  responseFlags: string;
+  upstreamPrincipal: string | null;
+  requestBytes: number;
+  responseBytes: number;
+  grpcStatus: string | null;
+}
+
+export type Handler = (ctx: HttpContext) => void;
+export type Layer = (next: Handler) => Handler;
+
+/** Composes layers outermost first. */
+export function compose(layers: readonly Layer[], terminal: Handler): Handler {
+  return layers.reduceRight<Handler>((next, layer) => layer(next), terminal);
+}
+
+/** Appends a response flag (Envoy's short codes, comma-separated). */
+export function flag(ctx: HttpContext, f: string): void {
+  ctx.responseFlags = ctx.responseFlags === '-' ? f : `${ctx.responseFlags},${f}`;
+}
+
+/** Answers locally (no upstream): used for 404/503/redirects/direct responses. */
+export function localReply(ctx: HttpContext, status: number, body: string, headers: Record<string, string> = {}): void {
+  const res = ctx.res;
+  if (res.headersSent) {
+    (res as http.ServerResponse).destroy?.();
+    return;
+  }
+  const isGrpc = (ctx.headers['content-type'] as string | undefined)?.startsWith('application/grpc') ?? false;
+  const out: Record<string, string> = { ...headers };
+  if (isGrpc && status >= 400) {
+    // gRPC clients read status from grpc-status; map like Envoy does.
+    out['content-type'] = 'application/grpc';
+    out['grpc-status'] = status === 404 ? '12' : status === 503 || status === 502 ? '14' : status === 504 ? '4' : '2';
+    out['grpc-message'] = encodeURIComponent(body);
+    ctx.grpcStatus = out['grpc-status'];
+    applyResponseHeaderOps(ctx, out);
+    res.writeHead(200, out);
+    res.end();
+    return;
+  }
+  if (body && !out['content-type']) out['content-type'] = 'text/plain';
+  out['content-length'] = String(Buffer.byteLength(body));
+  applyResponseHeaderOps(ctx, out);
+  res.writeHead(status, out);
+  ctx.responseBytes += Buffer.byteLength(body);
+  res.end(body);
+}
+
+/** Applies collected response header operations to an outgoing header object (mutates it). */
+export function applyResponseHeaderOps(ctx: HttpContext, h: Record<string, string | string[] | number | undefined>): void {
+  for (const name of ctx.responseHeadersToRemove) delete h[name];
+  for (const op of ctx.responseHeadersToAdd) addHeader(h, op);
+}
+
+export function addHeader(h: Record<string, string | string[] | number | undefined>, op: HeaderToAdd): void {
+  const cur = h[op.key];
+  switch (op.action) {
+    case 'APPEND_IF_EXISTS_OR_ADD':
+      if (cur === undefined) h[op.key] = op.value;
+      else h[op.key] = Array.isArray(cur) ? [...cur, op.value] : [String(cur), op.value];
+      break;
+    case 'ADD_IF_ABSENT':
+      if (cur === undefined) h[op.key] = op.value;
+      break;
+    case 'OVERWRITE_IF_EXISTS_OR_ADD':
+      h[op.key] = op.value;
+      break;
+    case 'OVERWRITE_IF_EXISTS':
+      if (cur !== undefined) h[op.key] = op.value;
+      break;
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * Chooses the cluster (weighted clusters by weight), applies request header add/remove (weighted cluster, route,
+ * virtual host, route config) and the path/host rewrites; 503 (flag NC) when the cluster is unknown.
+ */
+import type { HeaderToAdd } from '@trellis/api';
+import type { ClusterManager } from '../../cluster/cluster-manager.js';
+import { type Layer, addHeader, flag, localReply } from '../context.js';
+
+export function clusterPickLayer(clusters: ClusterManager, random: () => number = Math.random): Layer {
+  return (next) => (ctx) => {
+    const a = ctx.route!.action;
+    if (a.kind !== 'route') return;
+    let name = a.cluster ?? '';
+    const adds: HeaderToAdd[] = [];
+    const removes: string[] = [];
+    if (a.weightedClusters) {
+      const total = a.weightedClusters.reduce((s, c) => s + c.weight, 0);
+      let r = random() * total;
+      let chosen = a.weightedClusters[a.weightedClusters.length - 1];
+      for (const c of a.weightedClusters) { r -= c.weight; if (r < 0) { chosen = c; break; } }
+      name = chosen.name;
+      adds.push(...chosen.requestHeadersToAdd);
+      removes.push(...chosen.requestHeadersToRemove);
+      ctx.responseHeadersToAdd.unshift(...chosen.responseHeadersToAdd);
+      ctx.responseHeadersToRemove.push(...chosen.responseHeadersToRemove);
+    }
+    const route = ctx.route!;
+    const vh = ctx.vhost!;
+    const rc = ctx.routeConfig!;
+    removes.push(...route.requestHeadersToRemove, ...vh.requestHeadersToRemove, ...rc.requestHeadersToRemove);
+    for (const n of removes) delete ctx.headers[n];
+    // Least specific first so the most specific OVERWRITE wins.
+    for (const op of [...rc.requestHeadersToAdd, ...vh.requestHeadersToAdd, ...route.requestHeadersToAdd, ...adds]) addHeader(ctx.headers, op);
+    if (a.prefixRewrite !== null && route.match.kind !== 'regex') {
+      const q = ctx.path.indexOf('?');
+      const path = q < 0 ? ctx.path : ctx.path.slice(0, q);
+      const rest = q < 0 ? '' : ctx.path.slice(q);
+      const matched = route.match.kind === 'path' ? path : path.slice(0, route.match.value.length);
+      let rewritten = a.prefixRewrite + path.slice(matched.length);
+      if (!rewritten.startsWith('/')) rewritten = '/' + rewritten;
+      ctx.path = rewritten.replace(/^\/\/+/, '/') + rest;
+    } else if (a.regexRewrite) {
+      const q = ctx.path.indexOf('?');
+      const path = q < 0 ? ctx.path : ctx.path.slice(0, q);
+      ctx.path = path.replace(a.regexRewrite.pattern, a.regexRewrite.substitution) + (q < 0 ? '' : ctx.path.slice(q));
+    }
+    if (a.hostRewrite) ctx.authority = a.hostRewrite;
+    ctx.clusterName = name;
+    const rt = clusters.get(name);
+    if (!rt) {
+      flag(ctx, 'NC');
+      localReply(ctx, 503, 'no cluster');
+      return;
+    }
+    ctx.cluster = rt;
+    next(ctx);
+  };
+}

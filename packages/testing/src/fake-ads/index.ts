@@ -1,0 +1,1 @@
+export { FakeAdsServer, type RecordedRequest } from './server.js';

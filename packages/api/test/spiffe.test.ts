@@ -96,6 +96,8 @@ describe('spiffe ids', () => {
       expect(id.serviceAccount).to.equal('api');
       const der = Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
       expect(spiffeIdFromCertificate(der).uri).to.equal('spiffe://cluster.local/ns/prod/sa/api');
+      // A PEM chain: the first certificate (the leaf) counts.
+      expect(spiffeIdFromCertificate(pem + makeCert('issuer', 'DNS:ca.example')).serviceAccount).to.equal('api');
     });
 
     it('refuses certificates with no SPIFFE id, two of them, or an invalid one', () => {

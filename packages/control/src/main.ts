@@ -78,6 +78,8 @@ function bindGrpc(server: grpc.Server, addr: HostPort, creds: grpc.ServerCredent
 }
 
 async function run(settings: ControlSettings, log: LogFn): Promise<() => Promise<void>> {
+  /** Listener addresses are printed whatever the log level: scripts and tests read the bound ports from them. */
+  const announce = createLogger('debug');
   if (settings.configDir) checkDir(settings.configDir, '--config-dir');
   try {
     mkdirSync(settings.stateDir, { recursive: true });
@@ -152,7 +154,7 @@ async function run(settings: ControlSettings, log: LogFn): Promise<() => Promise
       onError: (err) => log('error', 'serving certificate rotation failed', { error: (err as Error).message }),
     });
     const port = await bindGrpc(server, listen, tls.credentials);
-    log('info', 'listening', { listener: 'xds', address: hp({ host: listen.host, port }) });
+    announce('info', 'listening', { listener: 'xds', address: hp({ host: listen.host, port }) });
     cleanups.push(() => shutdownGrpc(server), () => tls.close());
     httpRoutes.push(...tokenRoutes({
       tokens, ca: authority,
@@ -175,13 +177,13 @@ async function run(settings: ControlSettings, log: LogFn): Promise<() => Promise
     const server = new grpc.Server();
     ads.addTo(server);
     const port = await bindGrpc(server, settings.listenXdsPlaintext, grpc.ServerCredentials.createInsecure());
-    log('info', 'listening', { listener: 'xds-plaintext', address: hp({ host: settings.listenXdsPlaintext.host, port }) });
+    announce('info', 'listening', { listener: 'xds-plaintext', address: hp({ host: settings.listenXdsPlaintext.host, port }) });
     cleanups.push(() => shutdownGrpc(server));
   }
   if (settings.listenHttp) {
     const http = new HttpServer(httpRoutes, log);
     const addr = await http.listen(settings.listenHttp.host, settings.listenHttp.port);
-    log('info', 'listening', { listener: 'http', address: hp({ host: settings.listenHttp.host, port: addr.port }) });
+    announce('info', 'listening', { listener: 'http', address: hp({ host: settings.listenHttp.host, port: addr.port }) });
     cleanups.push(() => http.close());
   }
 

@@ -49,6 +49,7 @@ describe('ca: authenticators', () => {
   const who = { namespace: 'ns1', serviceAccount: 'sa1' };
 
   it('mTLS: identity from the peer certificate issued by this CA', async () => {
+    now = Date.now();
     const auth = peerCertificateAuthenticator(ca, () => now);
     const id = await auth.authenticate(fakeCall({ peerPem: ca.sign(csr(), who).certChain[0] }));
     expect(id).to.include({ namespace: 'ns1', serviceAccount: 'sa1', via: 'mtls' });
@@ -62,6 +63,7 @@ describe('ca: authenticators', () => {
       .to.equal('accepted');
     const crossTd = peerCertificateAuthenticator(ca);
     expect(await refusal(crossTd.authenticate(fakeCall({ peerPem: foreignTd.sign(csr(), who).certChain[0] })))).to.match(/not issued|trust domain/);
+    now = Date.now();
     const short = ca.sign(csr(), who, 10);
     now += 11_000;
     expect(await refusal(auth.authenticate(fakeCall({ peerPem: short.certChain[0] })))).to.match(/not valid now/);

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import forge from 'node-forge';
 import { TrellisError } from '@trellis/api';
 import { CertificateAuthority } from '../src/ca/index.js';
+import { ipBytes } from '../src/ca/x509-builder.js';
 import { buildCsr, keyPool, openssl, tempDir, writePem } from './ca-fixtures.js';
 
 const TD = 'cluster.local';
@@ -162,7 +163,10 @@ describe('ca: CertificateAuthority', () => {
       expect(ca.trustBundlePem()).to.equal(bundle);
       // open() is strict about it.
       expect(await codeOfAsync(() => CertificateAuthority.open({ stateDir, trustDomain: TD }))).to.equal('TRELLIS_ERR_CA_FILE');
-      writeFileSync(extra, '');
+      // An emptied file means no extra roots (step 3 of a rotation), at run time and at start.
+      writeFileSync(extra, '\n');
+      expect(ca.trustBundlePem().match(/BEGIN CERTIFICATE/g)).to.have.length(1);
+      expect((await CertificateAuthority.open({ stateDir, trustDomain: TD })).trustBundlePem()).to.equal(ca.trustBundlePem());
       const { rmSync } = await import('node:fs');
       rmSync(extra);
       expect(ca.trustBundlePem().match(/BEGIN CERTIFICATE/g)).to.have.length(1);
@@ -178,6 +182,20 @@ describe('ca: CertificateAuthority', () => {
       expect(codeOf(() => ca.issueServing([], []))).to.equal('TRELLIS_ERR_CA_BAD_NAME');
       expect(codeOf(() => ca.issueServing(['bad name'], []))).to.equal('TRELLIS_ERR_CA_BAD_NAME');
     });
+  });
+
+  it('encodes IP SANs (v4, v6, v4-mapped) as 4 and 16 octets', () => {
+    const table: Array<[string, string]> = [
+      ['10.1.2.3', '0a010203'],
+      ['::1', '00000000000000000000000000000001'],
+      ['fe80::1', 'fe800000000000000000000000000001'],
+      ['2001:db8::', '20010db8000000000000000000000000'],
+      ['::ffff:10.0.0.1', '00000000000000000000ffff0a000001'],
+      ['64:ff9b::192.0.2.33', '0064ff9b0000000000000000c0000221'],
+      ['1:2:3:4:5:6:7:8', '00010002000300040005000600070008'],
+    ];
+    for (const [ip, hex] of table) expect(ipBytes(ip).toString('hex'), ip).to.equal(hex);
+    expect(() => ipBytes('300.1.1.1')).to.throw(/not an IP address/);
   });
 
   describe('loading', () => {

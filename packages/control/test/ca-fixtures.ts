@@ -2,7 +2,7 @@
  * Test support for the CA tests: CSRs built byte by byte (so tests can make hostile ones: foreign SANs, CA:true,
  * small or odd keys, tampered signatures), a key pool (RSA keygen is slow), temp dirs, and an openssl runner.
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -110,4 +110,3 @@ export function writePem(dir: string, name: string, pem: string | readonly strin
   return p;
 }
 
-export { createPrivateKey };

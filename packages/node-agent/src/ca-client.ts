@@ -17,6 +17,8 @@ export interface CertificateRequest {
   /** Requested lifetime in seconds; 0 lets the CA choose. */
   readonly validitySeconds: number;
   readonly credential: CaCredential;
+  /** Cancels the call (status CANCELLED) when aborted, so shutdown does not wait for the deadline. */
+  readonly signal?: AbortSignal;
 }
 
 /** A refusal by the CA (the request was understood and denied) as opposed to the CA being unreachable. */
@@ -48,12 +50,19 @@ export async function requestCertificate(options: CaClientOptions, request: Cert
   if (request.credential.kind === 'token') metadata.set('authorization', `Bearer ${request.credential.token}`);
   try {
     const response = await new Promise<{ cert_chain?: string[] }>((resolve, reject) => {
-      client.CreateCertificate(
+      if (request.signal?.aborted) return reject(Object.assign(new Error('aborted'), { code: grpc.status.CANCELLED, details: 'aborted' }));
+      const call = client.CreateCertificate(
         { csr: request.csrPem, validity_duration: String(request.validitySeconds) },
         metadata,
         { deadline: Date.now() + (options.timeoutMs ?? 10_000) },
-        (error: grpc.ServiceError | null, value: { cert_chain?: string[] }) => (error ? reject(error) : resolve(value)),
-      );
+        (error: grpc.ServiceError | null, value: { cert_chain?: string[] }) => {
+          request.signal?.removeEventListener('abort', cancel);
+          if (error) reject(error);
+          else resolve(value);
+        },
+      ) as grpc.ClientUnaryCall;
+      const cancel = (): void => call.cancel();
+      request.signal?.addEventListener('abort', cancel, { once: true });
     });
     const chain = response.cert_chain ?? [];
     if (chain.length === 0) throw Object.assign(new TrellisError('TRELLIS_ERR_CA', 'CA returned an empty certificate chain'), { grpcCode: grpc.status.INTERNAL });

@@ -4,12 +4,13 @@
  * - Start: a persisted certificate that is still valid and names the expected identity is used as is (no token,
  *   no CA call). Otherwise the bundle's unused join token is redeemed (retrying with backoff while the CA is
  *   unreachable); with no such token, `initialize` fails with TRELLIS_ERR_TOKEN_NEEDED and says what to do.
- * - Renewal: at about half the lifetime (uniformly 45–55 %), with a new key, authenticated by the current
+ * - Renewal: at about half the lifetime (uniformly 45–55 % of obtained → notAfter), with a new key, authenticated by the current
  *   certificate over mTLS; failures retry with exponential backoff (1 s doubling to 30 s, jittered). If the
  *   certificate expires meanwhile, a fresh token dropped into the bundle is used instead.
  * - Every new identity is persisted (0600) before it is published to listeners.
  */
 import { setTimeout as sleepTimer } from 'node:timers/promises';
+import * as grpc from '@grpc/grpc-js';
 import { TrellisError } from '@trellis/api';
 import { expectedSpiffeId, TOKEN_FILE, type Bundle } from './bundle.js';
 import { isRefusal, requestCertificate, type CaClientOptions, type CertificateRequest } from './ca-client.js';
@@ -34,10 +35,13 @@ export interface CertificateManagerOptions {
 
 export type IdentityListener = (identity: Identity) => void;
 
-/** When to renew: 45–55 % into the leaf's lifetime (epoch ms). */
-export function renewalTime(identity: Pick<Identity, 'notBefore' | 'notAfter'>, random: () => number): number {
-  const lifetime = identity.notAfter - identity.notBefore;
-  return identity.notBefore + lifetime * (0.45 + 0.1 * random());
+/**
+ * When to renew: 45–55 % into the certificate's useful life, which runs from when this host obtained it
+ * (`obtainedAt`; CAs backdate notBefore) to notAfter. Epoch ms.
+ */
+export function renewalTime(identity: Pick<Identity, 'obtainedAt' | 'notAfter'>, random: () => number): number {
+  const lifetime = identity.notAfter - identity.obtainedAt;
+  return identity.obtainedAt + lifetime * (0.45 + 0.1 * random());
 }
 
 /** Delay before retry `attempt` (0-based): initial·2^attempt capped at max, jittered to 50–100 %. */
@@ -80,7 +84,8 @@ export class CertificateManager {
 
   /**
    * Loads the persisted identity or redeems the join token. Throws TRELLIS_ERR_TOKEN_NEEDED (no valid certificate
-   * and no unused token) or TRELLIS_ERR_TOKEN_REFUSED (the CA refused the token); both messages say what to do.
+   * and no unused token) or TRELLIS_ERR_TOKEN_REFUSED (the CA refused the token: used, expired, revoked, unknown);
+   * both messages say what to do. TRELLIS_ERR_CA_REFUSED when the CA refused the CSR itself (INVALID_ARGUMENT).
    */
   async initialize(signal: AbortSignal): Promise<Identity> {
     const { identity, problem } = loadIdentity(this.#o.stateDir);
@@ -98,9 +103,12 @@ export class CertificateManager {
     this.#log.info('redeeming join token', { reason: why });
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.#issueWithToken(token);
+        return await this.#issueWithToken(token, signal);
       } catch (e) {
         if (signal.aborted) throw e;
+        if (isRefusal(e) && (e as { grpcCode?: number }).grpcCode === grpc.status.INVALID_ARGUMENT) {
+          throw new TrellisError('TRELLIS_ERR_CA_REFUSED', `the CA refused the certificate request: ${(e as Error).message}`, { cause: e });
+        }
         if (isRefusal(e)) {
           throw new TrellisError('TRELLIS_ERR_TOKEN_REFUSED',
             `the CA refused the join token in ${join(this.#o.bundle.dir, TOKEN_FILE)} (${(e as Error).message}). `
@@ -120,14 +128,14 @@ export class CertificateManager {
     while (!signal.aborted) {
       const current = this.#current;
       if (!current) throw new TrellisError('TRELLIS_ERR_STATE', 'CertificateManager.run before initialize');
-      const wait = attempt === 0 ? Math.max(0, renewalTime(current, this.#random) - this.#now()) : this.#backoff(attempt - 1);
+      const wait = attempt === 0 ? Math.max(0, renewalTime(current, this.#random) - this.#now()) : this.#retryDelay(attempt - 1, current);
       try {
         await this.#sleep(wait, signal);
       } catch {
         return; // aborted
       }
       try {
-        if (this.#current!.notAfter > this.#now()) await this.#renew(this.#current!);
+        if (this.#current!.notAfter > this.#now()) await this.#renew(this.#current!, signal);
         else {
           const token = readFreshToken(this.#o.bundle.dir, this.#o.stateDir);
           if (token === null) {
@@ -136,7 +144,7 @@ export class CertificateManager {
             attempt++;
             continue;
           }
-          await this.#issueWithToken(token);
+          await this.#issueWithToken(token, signal);
         }
         attempt = 0;
         tokenNeededLogged = false;
@@ -146,6 +154,13 @@ export class CertificateManager {
         attempt++;
       }
     }
+  }
+
+  /** Backoff, but never sleeping through more than half of what is left of a still-valid certificate. */
+  #retryDelay(attempt: number, current: Identity): number {
+    const left = current.notAfter - this.#now();
+    const { initialMs } = this.#o.backoff ?? { initialMs: 1000 };
+    return left > 0 ? Math.min(this.#backoff(attempt), Math.max(initialMs, left / 2)) : this.#backoff(attempt);
   }
 
   #backoff(attempt: number): number {
@@ -165,26 +180,26 @@ export class CertificateManager {
       + `${join(this.#o.bundle.dir, TOKEN_FILE)}: a new join token is needed: ${this.#whatToDo()}`);
   }
 
-  async #csr(credential: CertificateRequest['credential']): Promise<Identity> {
-    const keyPem = generateKey();
+  async #csr(credential: CertificateRequest['credential'], signal: AbortSignal): Promise<Identity> {
+    const keyPem = await generateKey();
     const csrPem = buildCsr(keyPem, this.#spiffeId);
     const ca = { address: this.#o.bundle.mesh.xdsAddress, rootCertsPem: this.#o.bundle.rootCertsPem };
     let chain: string[];
     try {
-      chain = await this.#request(ca, { csrPem, validitySeconds: this.#o.validitySeconds ?? 0, credential });
+      chain = await this.#request(ca, { csrPem, validitySeconds: this.#o.validitySeconds ?? 0, credential, signal });
     } catch (e) {
       this.#o.observer?.caError?.(e as Error);
       throw e;
     }
-    const identity = toIdentity(keyPem, chain);
+    const identity = toIdentity(keyPem, chain, this.#now());
     if (identity.spiffeId !== this.#spiffeId) {
       this.#log.warn('CA issued a different identity than the bundle names', { issued: identity.spiffeId, expected: this.#spiffeId });
     }
     return identity;
   }
 
-  async #issueWithToken(token: string): Promise<Identity> {
-    const identity = await this.#csr({ kind: 'token', token });
+  async #issueWithToken(token: string, signal: AbortSignal): Promise<Identity> {
+    const identity = await this.#csr({ kind: 'token', token }, signal);
     saveIdentity(this.#o.stateDir, identity);
     const note = markRedeemed(this.#o.bundle.dir, this.#o.stateDir, token);
     if (note) this.#log.warn(note);
@@ -192,8 +207,8 @@ export class CertificateManager {
     return identity;
   }
 
-  async #renew(current: Identity): Promise<void> {
-    const identity = await this.#csr({ kind: 'certificate', keyPem: current.keyPem, chainPem: current.chainPem });
+  async #renew(current: Identity, signal: AbortSignal): Promise<void> {
+    const identity = await this.#csr({ kind: 'certificate', keyPem: current.keyPem, chainPem: current.chainPem }, signal);
     saveIdentity(this.#o.stateDir, identity);
     this.#publish(identity, 'renewal');
   }

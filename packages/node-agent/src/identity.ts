@@ -4,8 +4,9 @@
  *
  * A new key is generated for every CSR (first issue and each renewal), so a key never outlives two certificates.
  */
-import { generateKeyPairSync, X509Certificate, createPublicKey, createPrivateKey } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { constants, createPrivateKey, createPublicKey, generateKeyPair, privateEncrypt, X509Certificate } from 'node:crypto';
+import { promisify } from 'node:util';
+import { chmodSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import forge from 'node-forge';
 import { TrellisError } from '@trellis/api';
@@ -19,29 +20,57 @@ export interface Identity {
   /** Validity of the leaf, epoch milliseconds. */
   readonly notBefore: number;
   readonly notAfter: number;
+  /**
+   * When this host obtained the certificate (epoch ms): the start of its useful life. CAs backdate notBefore
+   * against clock skew (often by minutes), so rotation is timed from here, not from notBefore.
+   */
+  readonly obtainedAt: number;
   readonly serialNumber: string;
 }
 
 export const KEY_FILE = 'key.pem';
 export const CHAIN_FILE = 'cert-chain.pem';
 
-/** RSA 2048 private key, PKCS#8 PEM. */
-export function generateKey(): string {
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 0x10001 });
-  return privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+const generateKeyPairAsync = promisify(generateKeyPair);
+
+/**
+ * RSA 2048 private key, PKCS#8 PEM. Generated on libuv's thread pool (it takes 0.1–0.5 s of CPU), so SDS keeps
+ * serving while a renewal prepares its key.
+ */
+export async function generateKey(): Promise<string> {
+  const { privateKey } = await generateKeyPairAsync('rsa', {
+    modulusLength: 2048,
+    publicExponent: 0x10001,
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  });
+  return privateKey;
 }
 
-/** A PEM CSR carrying `spiffeId` as its only SAN (the CA decides the identity anyway; this states the expectation). */
+/** DER prefix of a PKCS#1 v1.5 DigestInfo for SHA-256 (RFC 8017 §9.2, note 1). */
+const SHA256_DIGEST_INFO = Buffer.from('3031300d060960864801650304020105000420', 'hex');
+
+/**
+ * A PEM CSR carrying `spiffeId` as its only SAN (the CA decides the identity anyway; this states the expectation).
+ * node-forge builds the request; the RSA signature is made by node:crypto (OpenSSL), ~100× faster than forge's
+ * JavaScript RSA.
+ */
 export function buildCsr(keyPem: string, spiffeId: string): string {
-  const privateKey = forge.pki.privateKeyFromPem(keyPem) as forge.pki.rsa.PrivateKey;
-  const publicKey = forge.pki.setRsaPublicKey(privateKey.n, privateKey.e);
+  const spkiPem = createPublicKey(keyPem).export({ type: 'spki', format: 'pem' }).toString();
   const csr = forge.pki.createCertificationRequest();
-  csr.publicKey = publicKey;
+  csr.publicKey = forge.pki.publicKeyFromPem(spkiPem);
   csr.setSubject([]);
   csr.setAttributes([
     { name: 'extensionRequest', extensions: [{ name: 'subjectAltName', altNames: [{ type: 6, value: spiffeId }] }] },
   ]);
-  csr.sign(privateKey, forge.md.sha256.create());
+  const signer = {
+    sign(md: forge.md.MessageDigest): string {
+      const digest = Buffer.from(md.digest().getBytes(), 'binary');
+      const signature = privateEncrypt({ key: keyPem, padding: constants.RSA_PKCS1_PADDING }, Buffer.concat([SHA256_DIGEST_INFO, digest]));
+      return signature.toString('binary');
+    },
+  };
+  csr.sign(signer as unknown as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
   return forge.pki.certificationRequestToPem(csr);
 }
 
@@ -55,7 +84,7 @@ export function splitPem(text: string): string[] {
  * TRELLIS_ERR_IDENTITY when the chain is empty, unparsable, has no SPIFFE URI SAN, or the leaf's public key is not
  * the key's.
  */
-export function toIdentity(keyPem: string, chain: readonly string[]): Identity {
+export function toIdentity(keyPem: string, chain: readonly string[], obtainedAt: number = Date.now()): Identity {
   const pems = chain.flatMap(splitPem);
   if (pems.length === 0) throw new TrellisError('TRELLIS_ERR_IDENTITY', 'certificate chain is empty');
   let leaf: X509Certificate;
@@ -69,12 +98,15 @@ export function toIdentity(keyPem: string, chain: readonly string[]): Identity {
   if (!leafKey.equals(ownKey)) throw new TrellisError('TRELLIS_ERR_IDENTITY', 'leaf certificate does not match the private key');
   const uris = (leaf.subjectAltName ?? '').split(/,\s*/).filter((s) => s.startsWith('URI:spiffe://')).map((s) => s.slice(4));
   if (uris.length !== 1) throw new TrellisError('TRELLIS_ERR_IDENTITY', `leaf certificate carries ${uris.length} SPIFFE URI SANs, expected 1`);
+  const notBefore = Date.parse(leaf.validFrom);
+  const notAfter = Date.parse(leaf.validTo);
   return Object.freeze({
     keyPem,
     chainPem: Object.freeze(pems),
     spiffeId: uris[0]!,
-    notBefore: Date.parse(leaf.validFrom),
-    notAfter: Date.parse(leaf.validTo),
+    notBefore,
+    notAfter,
+    obtainedAt: Math.min(notAfter, Math.max(notBefore, obtainedAt)),
     serialNumber: leaf.serialNumber,
   });
 }
@@ -103,14 +135,16 @@ export function saveIdentity(dir: string, identity: Identity): void {
 export function loadIdentity(dir: string): { identity: Identity | null; problem?: string } {
   let keyPem: string;
   let chainText: string;
+  let writtenAt: number;
   try {
     keyPem = readFileSync(join(dir, KEY_FILE), 'utf8');
     chainText = readFileSync(join(dir, CHAIN_FILE), 'utf8');
+    writtenAt = statSync(join(dir, CHAIN_FILE)).mtimeMs;
   } catch {
     return { identity: null, problem: 'no persisted certificate' };
   }
   try {
-    return { identity: toIdentity(keyPem, [chainText]) };
+    return { identity: toIdentity(keyPem, [chainText], writtenAt) };
   } catch (e) {
     return { identity: null, problem: `persisted certificate unusable: ${(e as Error).message}` };
   }

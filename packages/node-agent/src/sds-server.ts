@@ -107,15 +107,18 @@ interface StreamState {
 export class SdsServer {
   readonly #o: SdsServerOptions;
   readonly #log: Logger;
+  readonly #gid: number;
   readonly #streams = new Map<grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>, StreamState>();
   #server: grpc.Server | null = null;
   #secrets: SecretSet | null = null;
   #generation = 0;
   #nonce = 0;
 
+  /** Throws TRELLIS_ERR_CONFIG at once for an unknown socket group (before any certificate work). */
   constructor(options: SdsServerOptions) {
     this.#o = options;
     this.#log = options.logger ?? silentLogger;
+    this.#gid = options.socketGroup ? resolveGid(options.socketGroup) : -1;
   }
 
   /** Number of open StreamSecrets streams. */
@@ -134,7 +137,7 @@ export class SdsServer {
   async listen(): Promise<void> {
     const path = this.#o.socketPath;
     const dir = dirname(path);
-    const gid = this.#o.socketGroup ? resolveGid(this.#o.socketGroup) : -1;
+    const gid = this.#gid;
     mkdirSync(dir, { recursive: true, mode: 0o750 });
     chmodSync(dir, 0o750);
     if (gid >= 0) chownSync(dir, -1, gid);

@@ -79,8 +79,9 @@ describe('node-agent: options', () => {
 });
 
 describe('node-agent: rotation schedule', () => {
-  it('renews between 45 % and 55 % of the lifetime', () => {
-    const cert = { notBefore: 1_000_000, notAfter: 1_000_000 + 20_000 };
+  it('renews between 45 % and 55 % of the life that remained when the certificate was obtained', () => {
+    // A CA backdates notBefore; the schedule runs from when the host obtained the certificate.
+    const cert = { notBefore: 1_000_000 - 60_000, obtainedAt: 1_000_000, notAfter: 1_000_000 + 20_000 };
     expect(renewalTime(cert, () => 0)).to.equal(1_009_000);
     expect(renewalTime(cert, () => 0.5)).to.equal(1_010_000);
     expect(renewalTime(cert, () => 0.999999)).to.be.closeTo(1_011_000, 1);

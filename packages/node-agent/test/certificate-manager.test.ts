@@ -58,7 +58,7 @@ describe('node-agent: certificate manager against a fake CA', function () {
     let refused: unknown;
     try {
       await requestCertificate({ address: ca.address, rootCertsPem: ca.rootCertPem }, {
-        csrPem: buildCsr(generateKey(), identity.spiffeId), validitySeconds: 0, credential: { kind: 'token', token },
+        csrPem: buildCsr(await generateKey(), identity.spiffeId), validitySeconds: 0, credential: { kind: 'token', token },
       });
     } catch (e) {
       refused = e;
@@ -141,10 +141,27 @@ describe('node-agent: certificate manager against a fake CA', function () {
     expect(persisted.serialNumber).to.equal(third!.serialNumber);
   });
 
+  it('cancels an outstanding CSR when stopped, instead of waiting for the deadline', async () => {
+    const bundle = writeBundle(bundleDir, ca, ca.addToken('shop', 'billing'));
+    ca.hang = true;
+    const controller = new AbortController();
+    const pending = new CertificateManager({ bundle, stateDir }).initialize(controller.signal);
+    while (ca.calls === 0) await new Promise((r) => setTimeout(r, 10));
+    controller.abort();
+    let error: Error | undefined;
+    try {
+      await pending;
+    } catch (e) {
+      error = e as Error;
+    }
+    expect(error?.message).to.match(/CANCELLED/);
+    expect(existsSync(join(bundleDir, 'token')), 'token kept: it was never redeemed').to.equal(true);
+  });
+
   it('refuses to use a persisted certificate whose key does not match', async () => {
     const bundle = writeBundle(bundleDir, ca, ca.addToken('shop', 'billing'));
     const identity = await new CertificateManager({ bundle, stateDir }).initialize(new AbortController().signal);
-    saveIdentity(stateDir, { ...identity, keyPem: generateKey() });
+    saveIdentity(stateDir, { ...identity, keyPem: await generateKey() });
     expect(loadIdentity(stateDir).problem).to.match(/does not match the private key/);
     expect(readFileSync(join(stateDir, 'redeemed-tokens'), 'utf8').trim()).to.match(/^[0-9a-f]{64}$/);
   });

@@ -1,12 +1,12 @@
 import { expect } from 'chai';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeCa, SdsTestClient, fetchSecrets } from '@trellis/testing';
-import { buildCsr, generateKey, requestCertificate, SdsServer, toIdentity, trustBundle, type Identity } from '../src/index.js';
+import { buildCsr, generateKey, requestCertificate, resolveGid, SdsServer, toIdentity, trustBundle, type Identity } from '../src/index.js';
 
 async function issue(ca: FakeCa): Promise<Identity> {
-  const keyPem = generateKey();
+  const keyPem = await generateKey();
   const chain = await requestCertificate({ address: ca.address, rootCertsPem: ca.rootCertPem }, {
     csrPem: buildCsr(keyPem, 'spiffe://cluster.local/ns/shop/sa/billing'), validitySeconds: 0,
     credential: { kind: 'token', token: ca.addToken('shop', 'billing') },
@@ -99,6 +99,28 @@ describe('node-agent: SDS server on a Unix socket', function () {
     c.nack = false;
     server.update({ identity: second, rootsPem: ca.rootCertPem });
     await c.waitFor(2);
+  });
+
+  it('resolves the socket group by name or gid, and names an unknown group', () => {
+    const groups = join(dir, 'group');
+    writeFileSync(groups, 'root:x:0:\nenvoy:x:1337:proxy\n');
+    expect(resolveGid('envoy', groups)).to.equal(1337);
+    expect(resolveGid('42', groups)).to.equal(42);
+    expect(() => resolveGid('nobody-here', groups)).to.throw(/socket group "nobody-here" is not in/);
+  });
+
+  it('gives the socket and its directory the configured group', async function () {
+    if (process.getuid?.() !== 0) this.skip();
+    const path = join(dir, 'grp', 'socket');
+    const grouped = new SdsServer({ socketPath: path, socketGroup: '1337' });
+    grouped.update({ identity: first, rootsPem: ca.rootCertPem });
+    await grouped.listen();
+    try {
+      expect(statSync(path).gid).to.equal(1337);
+      expect(statSync(join(dir, 'grp')).gid).to.equal(1337);
+    } finally {
+      await grouped.close();
+    }
   });
 
   it('answers FetchSecrets with the known names only', async () => {

@@ -111,7 +111,8 @@ export class CertificateAuthority {
   readonly #clock: () => number;
   readonly #material: Material;
   readonly #extraRootsPath: string;
-  #extraRoots: { mtimeMs: number; certs: readonly X509Certificate[] } = { mtimeMs: -1, certs: [] };
+  /** `mtime:size` of extra-roots.pem when last read ('' when absent), and its roots. */
+  #extraRoots: { stamp: string; certs: readonly X509Certificate[] } = { stamp: '', certs: [] };
 
   private constructor(opts: CertificateAuthorityOptions, material: Material, workloadTtl: number, maxTtl: number) {
     this.trustDomain = opts.trustDomain;
@@ -172,23 +173,27 @@ export class CertificateAuthority {
   }
 
   #loadExtraRoots(strict = false): void {
-    let mtimeMs: number;
+    let stamp: string;
     try {
-      mtimeMs = statSync(this.#extraRootsPath).mtimeMs;
+      const st = statSync(this.#extraRootsPath);
+      stamp = `${st.mtimeMs}:${st.size}`;
     } catch {
-      this.#extraRoots = { mtimeMs: -1, certs: [] };
+      this.#extraRoots = { stamp: '', certs: [] };
       return;
     }
-    if (mtimeMs === this.#extraRoots.mtimeMs) return;
-    // A malformed file must not take the bundle down at run time: keep the last good one (open() throws instead).
+    if (stamp === this.#extraRoots.stamp) return;
+    // A malformed file must not take the bundle down at run time: keep the last good roots until the file changes
+    // again (open() throws instead).
     try {
-      const certs = readCerts(this.#extraRootsPath, 'extra roots');
+      const text = readFileSync(this.#extraRootsPath, 'utf8');
+      const certs = text.trim() === '' ? [] : readCerts(this.#extraRootsPath, 'extra roots');
       for (const c of certs) {
         if (!isSelfSigned(c)) throw caError('TRELLIS_ERR_CA_FILE', `${this.#extraRootsPath}: "${c.subject.replace(/\n/g, ', ')}" is not a self-signed root`);
       }
-      this.#extraRoots = { mtimeMs, certs };
+      this.#extraRoots = { stamp, certs };
     } catch (err) {
       if (strict) throw err;
+      this.#extraRoots = { stamp, certs: this.#extraRoots.certs };
     }
   }
 
@@ -232,7 +237,8 @@ export class CertificateAuthority {
   issueServing(dnsNames: string[], ipAddresses: string[], ttlSeconds?: number): { keyPem: string; certChainPem: string; notAfter: Date; serial: string } {
     if (dnsNames.length + ipAddresses.length === 0) throw caError('TRELLIS_ERR_CA_BAD_NAME', 'a serving certificate needs at least one DNS name or IP address');
     for (const d of dnsNames) {
-      if (!/^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/.test(d)) {
+      // Host names as they occur (underscores included: container and Windows host names have them).
+      if (d.length > 253 || !/^(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/.test(d)) {
         throw caError('TRELLIS_ERR_CA_BAD_NAME', `not a DNS name: ${JSON.stringify(d)}`);
       }
     }
@@ -241,7 +247,8 @@ export class CertificateAuthority {
     const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const spki = publicKey.export({ format: 'der', type: 'spki' });
     const { der, notAfter, serial } = this.#issue({
-      spki, ttl, dnsNames, ipAddresses, subjectName: name({ organization: this.trustDomain, commonName: dnsNames[0] ?? ipAddresses[0] }),
+      spki, ttl, dnsNames, ipAddresses, // CN is informational (clients check the SANs) and limited to 64 characters (RFC 5280 ub-common-name).
+      subjectName: name({ organization: this.trustDomain, commonName: [...dnsNames, ...ipAddresses].find((n) => n.length <= 64) }),
     });
     const chain = this.#material.chain;
     const intermediates = chain.slice(0, isSelfSigned(chain[chain.length - 1]) ? -1 : chain.length);

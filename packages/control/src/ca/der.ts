@@ -213,14 +213,27 @@ export function toPem(label: string, der: Buffer): string {
   return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
 }
 
-/** Every PEM block in `text` with its label, decoded. Malformed base64 throws. */
+/**
+ * Every PEM block in `text` with its label, decoded. Malformed base64 or an unterminated block throws.
+ * Linear in the input (plain `indexOf` scans, no backtracking regex): the CA reads hostile PEM.
+ */
 export function pemBlocks(text: string): Array<{ label: string; der: Buffer }> {
   const out: Array<{ label: string; der: Buffer }> = [];
-  const re = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([\s\S]*?)-----END \1-----/g;
-  for (let m = re.exec(text); m; m = re.exec(text)) {
-    const body = m[2].replace(/[\r\n\t ]/g, '');
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(body) || body.length % 4 !== 0) throw new DerError(`bad base64 in PEM ${m[1]}`);
-    out.push({ label: m[1], der: Buffer.from(body, 'base64') });
+  let pos = 0;
+  for (;;) {
+    const begin = text.indexOf('-----BEGIN ', pos);
+    if (begin < 0) break;
+    const labelEnd = text.indexOf('-----', begin + 11);
+    if (labelEnd < 0) throw new DerError('unterminated PEM header');
+    const label = text.slice(begin + 11, labelEnd);
+    if (!/^[A-Z0-9 ]{1,40}$/.test(label)) throw new DerError('bad PEM label');
+    const footer = `-----END ${label}-----`;
+    const end = text.indexOf(footer, labelEnd + 5);
+    if (end < 0) throw new DerError(`PEM block ${label} has no END line`);
+    const body = text.slice(labelEnd + 5, end).replace(/[\r\n\t ]/g, '');
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(body) || body.length % 4 !== 0) throw new DerError(`bad base64 in PEM ${label}`);
+    out.push({ label, der: Buffer.from(body, 'base64') });
+    pos = end + footer.length;
   }
   return out;
 }

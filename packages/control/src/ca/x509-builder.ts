@@ -76,22 +76,16 @@ export function ipBytes(ip: string): Buffer {
   const kind = isIP(ip);
   if (kind === 4) return Buffer.from(ip.split('.').map(Number));
   if (kind === 6) {
-    let text = ip;
-    let tail: number[] = [];
-    const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-    if (v4) {
-      const p = v4[1].split('.').map(Number);
-      tail = [(p[0] << 8) | p[1], (p[2] << 8) | p[3]];
-      text = text.slice(0, -v4[1].length).replace(/:$/, ':0').replace(/::0$/, '::');
-      if (text.endsWith(':') && !text.endsWith('::')) text = text.slice(0, -1);
-    }
-    const [head, rest] = text.includes('::') ? text.split('::') : [text, undefined];
-    const h = head ? head.split(':').filter((s) => s !== '').map((s) => parseInt(s, 16)) : [];
-    const r = rest ? rest.split(':').filter((s) => s !== '').map((s) => parseInt(s, 16)) : [];
-    const missing = 8 - tail.length - h.length - r.length;
-    const groups = rest === undefined ? [...h, ...tail] : [...h, ...new Array<number>(missing).fill(0), ...r, ...tail];
+    // An embedded IPv4 tail (::ffff:10.0.0.1) becomes two hex groups; then "::" expands to the missing zeros.
+    const text = ip.replace(/(\d+)\.(\d+)\.(\d+)\.(\d+)$/, (_m, a: string, b: string, c: string, d: string) =>
+      `${((+a << 8) | +b).toString(16)}:${((+c << 8) | +d).toString(16)}`);
+    const groups = (part: string): number[] => (part === '' ? [] : part.split(':').map((g) => parseInt(g, 16)));
+    const halves = text.split('::');
+    const all = halves.length === 2
+      ? [...groups(halves[0]), ...new Array<number>(8 - groups(halves[0]).length - groups(halves[1]).length).fill(0), ...groups(halves[1])]
+      : groups(text);
     const out = Buffer.alloc(16);
-    groups.slice(0, 8).forEach((g, i) => out.writeUInt16BE(g, i * 2));
+    all.forEach((g, i) => out.writeUInt16BE(g, i * 2));
     return out;
   }
   throw new TrellisError('TRELLIS_ERR_CA_BAD_NAME', `not an IP address: ${JSON.stringify(ip)}`);

@@ -4,10 +4,12 @@ import { createProgram, runProgram } from './program.js';
 import { registerProxyConfig } from './proxy-config.js';
 import { registerProxyStatus } from './proxy-status.js';
 import { registerRegistryStatus } from './registry-status.js';
+import { registerVm } from './vm.js';
 
 const program = createProgram();
 registerAnalyze(program);
 registerProxyStatus(program);
 registerProxyConfig(program);
 registerRegistryStatus(program);
+registerVm(program);
 process.exitCode = await runProgram(program, process.argv);

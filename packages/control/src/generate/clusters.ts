@@ -11,9 +11,9 @@
  * - circuit breakers: Istio's defaults (every threshold 2^32-1, `track_remaining`), overridden from connectionPool;
  * - outlier detection mapped field by field; `minHealthPercent` → healthy panic threshold;
  * - TLS: DestinationRule `tls` (ISTIO_MUTUAL, SIMPLE, MUTUAL, DISABLE); without one, auto mTLS for MESH_INTERNAL
- *   services whose destination PeerAuthentication is not DISABLE, via `transport_socket_matches` on the endpoint
- *   metadata `tlsMode: istio` (set in EDS from the workload's `security.istio.io/tlsMode` label or its service
- *   account); the expected peer identities are the SPIFFE ids of the endpoints' service accounts and the service's
+ *   services whose namespace/mesh PeerAuthentication is not DISABLE and that have an endpoint running a proxy, via
+ *   `transport_socket_matches` on the endpoint metadata `tlsMode: istio` (set in EDS or the inline load assignment
+ *   from the workload's `security.istio.io/tlsMode` label or its service account); the expected peer identities are the SPIFFE ids of the endpoints' service accounts and the service's
  *   subjectAltNames;
  * - HTTP/2 upstream for GRPC/HTTP2/GRPC_WEB ports and for `h2UpgradePolicy: UPGRADE`.
  * Proxyless gRPC clients get what grpc-js-xds accepts: EDS or single-endpoint LOGICAL_DNS, ROUND_ROBIN or
@@ -23,7 +23,7 @@ import { EXT_TYPE_URL } from '@trellis/api';
 import type { ServicePort, WorkloadEntry } from '@trellis/model';
 import type { GeneratedResource, MeshService, ProxyNode, Snapshot } from '../snapshot/types.js';
 import { destinationRuleFor, effectivePolicy, type TrafficPolicy } from './destination-rules.js';
-import { endpointAddress, loadAssignment, usesEds, workloadTlsMode } from './endpoints.js';
+import { endpointAddress, loadAssignment, workloadTlsMode } from './endpoints.js';
 import { ownWorkloadPorts } from './workload.js';
 import { mtlsModeFor } from './mtls.js';
 import {
@@ -156,12 +156,13 @@ function clusterTls(snapshot: Snapshot, ms: MeshService, port: ServicePort, subs
     }
   }
   if (ms.service.location !== 'MESH_INTERNAL') return {};
-  // Auto mTLS: skip when the destination workloads' namespace disables mTLS (Istio checks the service's policy).
-  const mode = mtlsModeFor(snapshot, { namespace: ms.service.namespace, labels: ms.service.labels });
+  // Auto mTLS: skip when the service's namespace (or the mesh) disables mTLS. Like Istio's
+  // BestEffortInferServiceMTLSMode, workload-level policies are not consulted: a client cannot know them.
+  const mode = mtlsModeFor(snapshot, { namespace: ms.service.namespace });
   if (mode === 'DISABLE') return {};
-  if (!endpoints.some((w) => workloadTlsMode(w) === 'istio') && usesEds(ms.service)) return {};
+  // Only endpoints that run a proxy take mTLS; the choice is per endpoint, from its metadata (EDS or inline).
+  if (!endpoints.some((w) => workloadTlsMode(w) === 'istio')) return {};
   const mtls = istioMutualUpstream(sni, peerIdentities(snapshot, ms, endpoints), meshAlpn(port));
-  if (!usesEds(ms.service)) return { transport_socket: mtls };
   return {
     transport_socket_matches: [
       { name: 'tlsMode-istio', match: { fields: { tlsMode: { string_value: 'istio' } } }, transport_socket: mtls },
@@ -170,9 +171,9 @@ function clusterTls(snapshot: Snapshot, ms: MeshService, port: ServicePort, subs
   };
 }
 
-function dnsAssignment(name: string, ms: MeshService, port: ServicePort): Obj {
-  const eps = ms.endpoints.length > 0 ? ms.endpoints : undefined;
-  if (eps !== undefined) return loadAssignment(name, port, eps, { tlsMetadata: false });
+function dnsAssignment(name: string, ms: MeshService, port: ServicePort, endpoints: readonly WorkloadEntry[], proxyless: boolean): Obj {
+  const eps = endpoints.length > 0 ? endpoints : undefined;
+  if (eps !== undefined) return loadAssignment(name, port, eps, { tlsMetadata: ms.service.location === 'MESH_INTERNAL' && !proxyless });
   return {
     cluster_name: name,
     endpoints: [{ locality: {}, lb_endpoints: [{ endpoint: { address: endpointAddress(ms.service.hostname, port.number) }, load_balancing_weight: u32(1) }], load_balancing_weight: u32(1) }],
@@ -195,7 +196,7 @@ export function outboundCluster(snapshot: Snapshot, proxy: ProxyNode, ms: MeshSe
       break;
     case 'DNS':
     case 'DNS_ROUND_ROBIN': {
-      const assignment = dnsAssignment(name, ms, port);
+      const assignment = dnsAssignment(name, ms, port, endpoints, proxyless);
       if (proxyless) {
         const eps = (assignment.endpoints as Obj[]).flatMap((e) => e.lb_endpoints as Obj[]);
         if (eps.length !== 1) return undefined;
@@ -259,7 +260,8 @@ export function inboundCluster(port: number, protocol: string): Obj {
 
 function fixedClusters(): Obj[] {
   return [
-    { name: BLACKHOLE_CLUSTER, type: 'STATIC', connect_timeout: duration(DEFAULT_CONNECT_TIMEOUT_MS) },
+    // No endpoints: every connection fails. The empty load_assignment is what Envoy assumes when it is absent.
+    { name: BLACKHOLE_CLUSTER, type: 'STATIC', connect_timeout: duration(DEFAULT_CONNECT_TIMEOUT_MS), load_assignment: { cluster_name: BLACKHOLE_CLUSTER } },
     { name: INBOUND_PASSTHROUGH_CLUSTER, type: 'ORIGINAL_DST', connect_timeout: duration(DEFAULT_CONNECT_TIMEOUT_MS), lb_policy: 'CLUSTER_PROVIDED', circuit_breakers: circuitBreakers(undefined) },
     { name: PASSTHROUGH_CLUSTER, type: 'ORIGINAL_DST', connect_timeout: duration(DEFAULT_CONNECT_TIMEOUT_MS), lb_policy: 'CLUSTER_PROVIDED', circuit_breakers: circuitBreakers(undefined) },
   ];

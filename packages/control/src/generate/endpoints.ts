@@ -6,11 +6,12 @@
  * locality the sum of its endpoints' weights. Subset clusters keep the endpoints whose labels match the subset's.
  * With locality load balancing in force (a DestinationRule with outlier detection, `localityLbSetting.enabled` not
  * false) localities get priorities by proximity to the proxy: same region/zone/subzone 0, same zone 1, same region 2,
- * others 3 (compacted so they are consecutive), which is Istio's default failover.
+ * a `failover` target region 3, others 4 (compacted so they are consecutive), which is Istio's failover; a matching
+ * `distribute` rule sets locality weights instead.
  */
 import type { ServiceEntry, ServicePort, WorkloadEntry } from '@trellis/model';
 import type { GeneratedResource, MeshService, ProxyNode, Snapshot } from '../snapshot/types.js';
-import { destinationRuleFor, effectivePolicy } from './destination-rules.js';
+import { destinationRuleFor, effectivePolicy, type TrafficPolicy } from './destination-rules.js';
 import { outboundClusterName } from './names.js';
 import { stringStruct, u32 } from './proto.js';
 import { labelsMatch, visibleServices } from './scope.js';
@@ -54,20 +55,52 @@ function splitLocality(l: string): { region: string; zone: string; sub_zone: str
   return { region, zone, sub_zone: subZone };
 }
 
-function proximity(endpointLocality: string, proxyLocality: string): number {
+/**
+ * Failover tier of an endpoint locality for a proxy locality: same subzone 0, same zone 1, same region 2, a region
+ * named by an explicit `failover` rule for the proxy's region 3, anything else 4 (Istio's applyLocalityFailover).
+ */
+function proximity(endpointLocality: string, proxyLocality: string, failoverTo: readonly string[]): number {
   const a = splitLocality(endpointLocality);
   const b = splitLocality(proxyLocality);
-  if (a.region !== b.region || a.region === '') return 3;
+  if (a.region !== b.region || a.region === '') return failoverTo.includes(a.region) ? 3 : 4;
   if (a.zone !== b.zone) return 2;
   if (a.sub_zone !== b.sub_zone) return 1;
   return 0;
 }
 
+/** Istio locality patterns: `region/zone/subzone`, each part may be `*`, missing trailing parts match anything. */
+export function localityMatches(pattern: string, locality: string): boolean {
+  const p = pattern.split('/');
+  const l = locality.split('/');
+  return p.every((part, i) => part === '*' || part === (l[i] ?? ''));
+}
+
+export interface LocalitySettings {
+  /** The proxy's locality: failover priorities are relative to it. */
+  readonly from: string;
+  /** Regions to fail over to from the proxy's region (`failover[].to` where `from` is the proxy's region). */
+  readonly failoverTo: readonly string[];
+  /**
+   * `distribute[].to` of the rule whose `from` matches the proxy: locality pattern → percentage. When set, it
+   * replaces proximity priorities: each locality gets the share of every pattern it matches, split evenly among
+   * the localities matching that pattern; localities with no share get no traffic.
+   */
+  readonly distribute?: Readonly<Record<string, number>>;
+}
+
 export interface AssignmentOptions {
-  /** Assign failover priorities relative to this locality. */
-  readonly priorityFrom?: string;
+  readonly locality?: LocalitySettings;
   /** Whether to mark endpoints with the auto-mTLS transport socket match metadata. */
   readonly tlsMetadata: boolean;
+}
+
+function distributedWeights(localities: readonly string[], to: Readonly<Record<string, number>>): number[] {
+  const weights = localities.map(() => 0);
+  for (const [pattern, pct] of Object.entries(to)) {
+    const matching = localities.map((l, i) => (localityMatches(pattern, l) ? i : -1)).filter((i) => i >= 0);
+    for (const i of matching) weights[i] = (weights[i] ?? 0) + Math.round((pct * 1000) / matching.length);
+  }
+  return weights;
 }
 
 /** Builds a ClusterLoadAssignment body for `clusterName` from workloads and the service port they serve. */
@@ -78,8 +111,11 @@ export function loadAssignment(clusterName: string, port: ServicePort, workloads
     list.push(w);
     byLocality.set(w.locality, list);
   }
-  const localities = [...byLocality.keys()].sort();
-  const rawPriorities = localities.map((l) => (opts.priorityFrom === undefined ? 0 : proximity(l, opts.priorityFrom)));
+  const loc = opts.locality;
+  const all = [...byLocality.keys()].sort();
+  const shares = loc?.distribute === undefined ? undefined : distributedWeights(all, loc.distribute);
+  const localities = shares === undefined ? all : all.filter((_l, i) => (shares[i] ?? 0) > 0);
+  const rawPriorities = localities.map((l) => (loc === undefined || shares !== undefined ? 0 : proximity(l, loc.from, loc.failoverTo)));
   const distinct = [...new Set(rawPriorities)].sort((a, b) => a - b);
   const endpoints = localities.map((l, i) => {
     const ws = [...(byLocality.get(l) ?? [])].sort((a, b) => a.address.localeCompare(b.address) || workloadPort(port, a) - workloadPort(port, b) || a.name.localeCompare(b.name));
@@ -95,7 +131,7 @@ export function loadAssignment(clusterName: string, port: ServicePort, workloads
     const out: Obj = {
       locality: splitLocality(l),
       lb_endpoints: lb,
-      load_balancing_weight: u32(ws.reduce((s, w) => s + Math.max(1, w.weight), 0)),
+      load_balancing_weight: u32(shares === undefined ? ws.reduce((s, w) => s + Math.max(1, w.weight), 0) : (shares[all.indexOf(l)] ?? 0)),
     };
     const priority = distinct.indexOf(rawPriorities[i] ?? 0);
     if (priority > 0) out.priority = priority;
@@ -107,6 +143,21 @@ export function loadAssignment(clusterName: string, port: ServicePort, workloads
 /** Endpoints of a service that can take traffic on a port: same network as the mesh, not on another network. */
 function portEndpoints(ms: MeshService, network: string): readonly WorkloadEntry[] {
   return ms.endpoints.filter((w) => w.network === '' || network === '' || w.network === network);
+}
+
+/**
+ * Locality load balancing in force for a policy and proxy: Istio applies it only with outlier detection (so
+ * failover can happen) unless `localityLbSetting.enabled` is false, and only when the proxy has a locality.
+ */
+export function localitySettings(policy: TrafficPolicy | undefined, proxyLocality: string): LocalitySettings | undefined {
+  const setting = policy?.loadBalancer?.localityLbSetting;
+  if (proxyLocality === '' || setting?.enabled === false) return undefined;
+  const distribute = setting?.distribute?.find((d) => d.from !== undefined && localityMatches(d.from, proxyLocality))?.to;
+  if (distribute !== undefined) return { from: proxyLocality, failoverTo: [], distribute };
+  if (policy?.outlierDetection === undefined) return undefined;
+  const region = proxyLocality.split('/')[0] ?? '';
+  const failoverTo = (setting?.failover ?? []).filter((f) => f.from === region && f.to !== undefined).map((f) => f.to as string);
+  return { from: proxyLocality, failoverTo };
 }
 
 /** Every EDS cluster name with its load assignment, for the services the proxy sees. */
@@ -123,11 +174,10 @@ export function generateEndpoints(snapshot: Snapshot, proxy: ProxyNode): readonl
       for (const subset of subsets) {
         const name = outboundClusterName(port.number, subset, svc.hostname);
         const subsetLabels = subset === undefined ? undefined : dr?.spec.subsets?.find((s) => s.name === subset)?.labels ?? {};
-        const policy = effectivePolicy(dr, port.number, subset);
-        const localityLb = policy?.outlierDetection !== undefined && policy.loadBalancer?.localityLbSetting?.enabled !== false && proxy.locality !== '';
+        const locality = localitySettings(effectivePolicy(dr, port.number, subset), proxy.locality);
         out.push({
           name,
-          body: loadAssignment(name, port, subsetEndpoints(endpoints, subsetLabels), { tlsMetadata, ...(localityLb ? { priorityFrom: proxy.locality } : {}) }),
+          body: loadAssignment(name, port, subsetEndpoints(endpoints, subsetLabels), { tlsMetadata, ...(locality !== undefined ? { locality } : {}) }),
         });
       }
     }

@@ -17,13 +17,17 @@ function oneMode(pa: PeerAuthentication | undefined): MtlsMode | undefined {
 
 export interface WorkloadRef {
   readonly namespace: string;
-  readonly labels: Readonly<Record<string, string>>;
+  /** Undefined for a service seen from a client: only namespace and mesh policies are known then. */
+  readonly labels?: Readonly<Record<string, string>>;
 }
 
 /** Mode for one workload port (the port the workload listens on). */
 export function mtlsModeFor(snapshot: Snapshot, workload: WorkloadRef, port?: number): MtlsMode {
   const all = snapshot.config.peerAuthentications;
-  const workloadPolicy = all.find((pa) => pa.metadata.namespace === workload.namespace && pa.spec.selector !== undefined && labelsMatch(pa.spec.selector.matchLabels, workload.labels));
+  const labels = workload.labels;
+  const workloadPolicy = labels === undefined
+    ? undefined
+    : all.find((pa) => pa.metadata.namespace === workload.namespace && pa.spec.selector !== undefined && labelsMatch(pa.spec.selector.matchLabels, labels));
   const nsPolicy = all.find((pa) => pa.metadata.namespace === workload.namespace && pa.spec.selector === undefined);
   const meshPolicy = all.find((pa) => pa.metadata.namespace === ROOT_NAMESPACE && pa.spec.selector === undefined);
   if (port !== undefined && workloadPolicy?.spec.portLevelMtls !== undefined) {
@@ -31,11 +35,4 @@ export function mtlsModeFor(snapshot: Snapshot, workload: WorkloadRef, port?: nu
     if (m !== undefined && m !== 'UNSET') return m;
   }
   return oneMode(workloadPolicy) ?? oneMode(nsPolicy) ?? oneMode(meshPolicy) ?? 'PERMISSIVE';
-}
-
-/** Whether a workload has any port-level override, so callers know to ask per port. */
-export function hasPortLevelMtls(snapshot: Snapshot, workload: WorkloadRef): boolean {
-  return snapshot.config.peerAuthentications.some(
-    (pa) => pa.metadata.namespace === workload.namespace && pa.spec.selector !== undefined && labelsMatch(pa.spec.selector.matchLabels, workload.labels) && pa.spec.portLevelMtls !== undefined,
-  );
 }

@@ -44,13 +44,39 @@ export function meshVirtualHosts(snapshot: Snapshot, proxy: ProxyNode, port: num
     for (const d of domains) seen.add(d);
     const vs = virtualServiceForHost(vss, host, snapshot.mesh.domainSuffix);
     let routes: Obj[];
-    if (vs !== undefined) {
+    // A VirtualService with no `http` section says nothing about HTTP: the implicit route stays.
+    if (vs?.spec.http !== undefined) {
       routes = vsRoutes(snapshot, proxy, vs, port, 'mesh', proxyless);
     } else {
       const ctx: RouteContext = { snapshot, proxy, namespace: ms.service.namespace, port, gateway: 'mesh', proxyless, vsGateways: ['mesh'] };
       routes = [defaultRoute(outboundClusterName(port, undefined, host), serviceHashPolicy(ctx, host, port))];
     }
     out.push({ name: `${host}:${port}`, domains, routes });
+  }
+  if (!proxyless) out.push(...nonServiceVirtualHosts(snapshot, proxy, port, services, vss, seen));
+  return out;
+}
+
+/**
+ * VirtualService hosts that name no visible service (an external name, a wildcard covering none) still get a
+ * virtual host on every HTTP port, `<host>:<port>` with domains `<host>` and `<host>:<port>`, as Istio's
+ * separateVSHostsAndServices does; their destinations decide where traffic goes.
+ */
+function nonServiceVirtualHosts(
+  snapshot: Snapshot, proxy: ProxyNode, port: number, services: readonly MeshService[], vss: readonly VirtualService[], seen: Set<string>,
+): Obj[] {
+  const out: Obj[] = [];
+  for (const vs of vss) {
+    if (vs.spec.http === undefined) continue;
+    const hosts = vsHosts(vs, snapshot.mesh.domainSuffix).filter(
+      (h) => !services.some((ms) => hostMatches(h, ms.service.hostname) || ms.service.aliases.includes(h)),
+    );
+    for (const host of hosts) {
+      const domains = [host, `${host}:${port}`].filter((d) => !seen.has(d));
+      if (domains.length === 0) continue;
+      for (const d of domains) seen.add(d);
+      out.push({ name: `${host}:${port}`, domains, routes: vsRoutes(snapshot, proxy, vs, port, 'mesh', false) });
+    }
   }
   return out;
 }

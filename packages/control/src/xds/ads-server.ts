@@ -13,6 +13,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import { encodeAny, grpcService, TYPE_SHORT_NAME, TYPE_URL } from '@trellis/api';
 import type { GeneratedResource, Generator, ProxyNode, Snapshot } from '../snapshot/types.js';
+import { endpointOnlyDelta, type EndpointOnlyDelta } from '../snapshot/delta.js';
 import { XDS_CHANNELS } from './events.js';
 import { parseNode, type WireNode } from './node.js';
 
@@ -52,6 +53,8 @@ interface Connection {
   readonly connectedAt: string;
   node?: ProxyNode;
   readonly types: Map<string, TypeState>;
+  /** The snapshot every subscribed type was last generated from by a snapshot push. */
+  snapshot?: Snapshot;
   nonceCounter: number;
 }
 
@@ -103,6 +106,13 @@ export class AdsServer {
   #connCounter = 0;
   /** Encodings by generated body object: generators that share objects across proxies encode once. */
   #encoded = new WeakMap<object, Encoded>();
+  /**
+   * Encodings by content (type URL + JSON of the body), two generations: most resources are identical for many
+   * proxies (outbound clusters, endpoints), and protobuf encoding, not generation, dominates push time. Entries
+   * unused for a whole snapshot are dropped when the next one starts.
+   */
+  #byContent = new Map<string, Encoded>();
+  #byContentPrev = new Map<string, Encoded>();
   #pushing = false;
   #again = false;
   #closed = false;
@@ -129,6 +139,8 @@ export class AdsServer {
 
   /** Pushes a new snapshot to every connection; only resources whose content changed for that proxy are sent. */
   onSnapshot(): void {
+    this.#byContentPrev = this.#byContent;
+    this.#byContent = new Map();
     if (this.#pushing) { this.#again = true; return; }
     void this.#pushAll();
   }
@@ -217,8 +229,26 @@ export class AdsServer {
   }
 
   #pushConnection(conn: Connection, force: boolean): void {
-    const types = [...conn.types.keys()].sort((a, b) => order(a) - order(b));
+    const current = this.#o.snapshots.current();
+    let types = [...conn.types.keys()].sort((a, b) => order(a) - order(b));
+    if (current && conn.snapshot && conn.snapshot !== current && conn.node) {
+      const delta = this.#delta(conn.snapshot, current);
+      if (delta && !conn.node.ipAddresses.some((ip) => delta.addresses.has(ip))) types = types.filter((t) => t === TYPE_URL.endpoint);
+    }
     for (const t of types) this.#pushType(conn, t, conn.types.get(t)!, force);
+    conn.snapshot = current;
+  }
+
+  /** Endpoint-only deltas between snapshot pairs, memoised for the push cycle (every connection asks the same). */
+  #deltas = new Map<string, EndpointOnlyDelta | undefined>();
+
+  #delta(prev: Snapshot, next: Snapshot): EndpointOnlyDelta | undefined {
+    const key = `${prev.version}\0${next.version}`;
+    if (!this.#deltas.has(key)) {
+      if (this.#deltas.size > 16) this.#deltas.clear();
+      this.#deltas.set(key, endpointOnlyDelta(prev, next));
+    }
+    return this.#deltas.get(key);
   }
 
   #pushType(conn: Connection, type: string, ts: TypeState, force: boolean): void {
@@ -242,12 +272,20 @@ export class AdsServer {
     for (const r of selected) {
       let enc = this.#encoded.get(r.body);
       if (!enc) {
-        try {
-          const any = encodeAny(type, r.body as Record<string, unknown>);
-          enc = { any, hash: createHash('sha256').update(any.value).digest('base64url').slice(0, 16) };
-        } catch (err) {
-          this.#o.log?.('error', 'resource not encodable', { proxy: node.id, type, name: r.name, error: (err as Error).message });
-          continue;
+        const key = `${type}\0${JSON.stringify(r.body)}`;
+        enc = this.#byContent.get(key);
+        if (!enc) {
+          enc = this.#byContentPrev.get(key);
+          if (!enc) {
+            try {
+              const any = encodeAny(type, r.body as Record<string, unknown>);
+              enc = { any, hash: createHash('sha256').update(any.value).digest('base64url').slice(0, 16) };
+            } catch (err) {
+              this.#o.log?.('error', 'resource not encodable', { proxy: node.id, type, name: r.name, error: (err as Error).message });
+              continue;
+            }
+          }
+          this.#byContent.set(key, enc);
         }
         this.#encoded.set(r.body, enc);
       }
@@ -333,6 +371,8 @@ export class AdsServer {
     }
     this.#conns.clear();
     this.#encoded = new WeakMap();
+    this.#byContent.clear();
+    this.#byContentPrev.clear();
   }
 }
 

@@ -62,7 +62,12 @@ function labelsMatch(sel: Readonly<Record<string, string>>, labels: Readonly<Rec
 }
 
 export function loadFixture(path: string): Fixture {
-  const docs = parseAllDocuments(readFileSync(path, 'utf8'));
+  return fixtureFromYaml(readFileSync(path, 'utf8'), path);
+}
+
+/** Same as loadFixture, from YAML text (`path` only names it in errors). */
+export function fixtureFromYaml(text: string, path = 'inline.yaml'): Fixture {
+  const docs = parseAllDocuments(text);
   const resources: AnyResource[] = [];
   const proxies: ProxyNode[] = [];
   let mesh: MeshSettings = DEFAULT_MESH;

@@ -80,6 +80,13 @@ export function localReply(ctx: HttpContext, status: number, body: string, heade
     out['grpc-message'] = encodeURIComponent(body);
     ctx.grpcStatus = out['grpc-status'];
     applyResponseHeaderOps(ctx, out);
+    if (ctx.h2) {
+      // headers, then trailers carrying the status (a trailers-only reply through the compat API would be
+      // followed by an empty DATA frame and lose the status)
+      res.addTrailers({ 'grpc-status': out['grpc-status'], 'grpc-message': out['grpc-message'] });
+      delete out['grpc-status'];
+      delete out['grpc-message'];
+    }
     res.writeHead(200, out);
     res.end();
     return;

@@ -11,6 +11,8 @@ export interface Host {
   readonly key: string;
   readonly weight: number;
   readonly healthy: boolean;
+  /** EDS health status as sent. */
+  readonly health?: string;
   readonly metadata: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
   readonly locality: Locality;
   readonly priority: number;
@@ -55,7 +57,7 @@ export class HostSet {
       const hosts = l.endpoints.map((e): Host => {
         const key = hostKey(e.address);
         const p = prev.get(key);
-        return { address: e.address, key, weight: e.weight, healthy: e.healthy, metadata: e.metadata, locality: l.locality, priority: l.priority, active: p?.active ?? 0, ejectedUntil: p?.ejectedUntil ?? 0, consecutive5xx: p?.consecutive5xx ?? 0, total: p?.total ?? 0, errors: p?.errors ?? 0 };
+        return { address: e.address, key, weight: e.weight, healthy: e.healthy, health: e.health, metadata: e.metadata, locality: l.locality, priority: l.priority, active: p?.active ?? 0, ejectedUntil: p?.ejectedUntil ?? 0, consecutive5xx: p?.consecutive5xx ?? 0, total: p?.total ?? 0, errors: p?.errors ?? 0 };
       });
       all.push(...hosts);
       const lists = byLevel.get(l.priority) ?? [];

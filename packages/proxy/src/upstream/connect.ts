@@ -23,7 +23,7 @@ export function connectUpstream(host: string, port: number, timeoutMs: number, t
       host, port, secureContext: t.ctx, servername: t.config.sni ?? undefined, ALPNProtocols: [...t.alpn],
       rejectUnauthorized: true, checkServerIdentity: (_h, cert) => verifyPeerSans(t.config, cert),
     })
-    : net.connect({ host, port });
+    : net.connect({ host, port, allowHalfOpen: true });
   socket.setNoDelay(true);
   const timer = setTimeout(() => { socket.destroy(); finish(Object.assign(new Error('upstream connect timeout'), { code: 'UND_ERR_CONNECT_TIMEOUT' }), null); }, timeoutMs || 5000);
   socket.once(t ? 'secureConnect' : 'connect', () => finish(null, socket));

@@ -7,10 +7,11 @@
  * rate-limited by a token bucket (burst 2), and errors back off exponentially with jitter. An unreachable agent
  * turns the shard `stale` with the error and keeps the last content.
  */
+import { setMaxListeners } from 'node:events';
 import type { Protocol, RegistryAdapter, RegistryChange, SourceKind } from '@trellis/model';
 import { TrellisError } from '@trellis/model';
 import { convertConsulService, type ConsulHealthEntry } from './convert.js';
-import { Backoff, TokenBucket, systemClock, type BackoffOptions, type Clock } from './runtime.js';
+import { Backoff, TokenBucket, childSignal, systemClock, type BackoffOptions, type Clock } from './runtime.js';
 import { ShardPublisher } from './shard-publisher.js';
 
 /** The subset of `fetch` the adapters use; inject one to stub the network. */
@@ -90,15 +91,18 @@ export class ConsulAdapter implements RegistryAdapter {
     if (this.options.token) headers['x-consul-token'] = this.options.token;
     const wait = this.waitSeconds();
     // The server may hold the request for wait + wait/16; allow that plus a margin.
-    const timeout = AbortSignal.timeout(Math.ceil((wait + wait / 16 + 15) * 1000));
+    const child = childSignal(signal, Math.ceil((wait + wait / 16 + 15) * 1000));
     const url = `${this.base}${path}?${params.toString().replace(/passing=(&|$)/, 'passing$1')}`;
     let res;
+    let text: string;
     try {
-      res = await this.fetchFn(url, { headers, signal: AbortSignal.any([signal, timeout]) });
+      res = await this.fetchFn(url, { headers, signal: child.signal });
+      text = await res.text();
     } catch (err) {
       throw new TrellisError('TRELLIS_ERR_REGISTRY_UNREACHABLE', `consul ${this.datacenter}: GET ${path}: ${(err as Error)?.message ?? err}`, { cause: err });
+    } finally {
+      child.dispose();
     }
-    const text = await res.text();
     if (res.status !== 200) {
       throw new TrellisError('TRELLIS_ERR_REGISTRY_HTTP', `consul ${this.datacenter}: GET ${path}: HTTP ${res.status}: ${text.trim().slice(0, 200)}`);
     }
@@ -113,8 +117,12 @@ export class ConsulAdapter implements RegistryAdapter {
     return Math.min(600, Math.max(1, this.options.waitSeconds ?? 300));
   }
 
-  private async run(publisher: ShardPublisher, signal: AbortSignal): Promise<void> {
-    const watchers = new Map<string, AbortController>();
+  private async run(publisher: ShardPublisher, outer: AbortSignal): Promise<void> {
+    // One listener per service watch hangs off this signal: thousands are expected, not a leak.
+    const root = childSignal(outer);
+    setMaxListeners(0, root.signal);
+    const signal = root.signal;
+    const watchers = new Map<string, { abort(): void }>();
     const initial = new Set<string>();
     const failing = new Set<string>();
     let catalogDone = false;
@@ -193,11 +201,10 @@ export class ConsulAdapter implements RegistryAdapter {
         }
         for (const name of names) {
           if (watchers.has(name)) continue;
-          const ctl = new AbortController();
-          const own = AbortSignal.any([signal, ctl.signal]);
-          watchers.set(name, ctl);
+          const own = childSignal(signal);
+          watchers.set(name, own);
           if (!catalogDone) initial.add(`service:${name}`);
-          void watchService(name, own);
+          void watchService(name, own.signal).finally(() => own.dispose());
         }
         catalogDone = true;
         succeeded('catalog');
@@ -207,6 +214,7 @@ export class ConsulAdapter implements RegistryAdapter {
         await this.clock.sleep(backoff.next(), signal);
       }
     }
-    for (const ctl of watchers.values()) ctl.abort();
+    for (const w of watchers.values()) w.abort();
+    root.dispose();
   }
 }

@@ -11,7 +11,7 @@
 import type { Problem, Protocol, RegistryAdapter, RegistryChange, SourceKind } from '@trellis/model';
 import { TrellisError } from '@trellis/model';
 import type { FetchFunction } from '../consul/adapter.js';
-import { Backoff, systemClock, type BackoffOptions, type Clock } from '../consul/runtime.js';
+import { Backoff, childSignal, systemClock, type BackoffOptions, type Clock } from '../consul/runtime.js';
 import { ShardPublisher } from '../consul/shard-publisher.js';
 import {
   applicationsOf,
@@ -82,11 +82,9 @@ export class EurekaAdapter implements RegistryAdapter {
     for (let n = 0; n < this.urls.length; n++) {
       const i = (this.current + n) % this.urls.length;
       const url = `${this.urls[i]}${path}`;
+      const child = childSignal(signal, this.options.requestTimeoutMs ?? 10_000);
       try {
-        const res = await this.fetchFn(url, {
-          headers: { accept: 'application/json', ...this.options.headers },
-          signal: AbortSignal.any([signal, AbortSignal.timeout(this.options.requestTimeoutMs ?? 10_000)]),
-        });
+        const res = await this.fetchFn(url, { headers: { accept: 'application/json', ...this.options.headers }, signal: child.signal });
         const text = await res.text();
         if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${text.trim().slice(0, 200)}`);
         const body = JSON.parse(text) as EurekaApplicationsResponse;
@@ -96,6 +94,8 @@ export class EurekaAdapter implements RegistryAdapter {
       } catch (err) {
         if (signal.aborted) throw err;
         errors.push(`GET ${url}: ${(err as Error)?.message ?? err}`);
+      } finally {
+        child.dispose();
       }
     }
     throw new TrellisError('TRELLIS_ERR_REGISTRY_UNREACHABLE', `eureka: every server failed: ${errors.join('; ')}`);

@@ -53,12 +53,15 @@ export async function listWatch<T extends KubeObject>(
   const backoff = new Backoff(options.backoff, options.random);
   const stats = { lists: 0 };
   let rv: string | undefined;
+  // A 410 right after a list (a server that keeps answering Gone) must not spin: only the first is retried at once.
+  let gone = 0;
   while (!signal.aborted) {
     try {
       if (rv === undefined) {
         const { items, resourceVersion } = await listAll<T>(client, path, options.pageSize ?? 500, signal);
         stats.lists++;
         rv = resourceVersion;
+        gone = 0;
         handlers.replace(items);
         handlers.ok();
       }
@@ -89,8 +92,8 @@ export async function listWatch<T extends KubeObject>(
     } catch (err) {
       if (signal.aborted) break;
       if (err instanceof Gone || (err instanceof KubeApiError && err.status === 410) || (err as { cause?: unknown })?.cause instanceof Gone) {
-        rv = undefined; // history is gone: clear and re-list at once
-        continue;
+        rv = undefined; // history is gone: clear and re-list
+        if (gone++ === 0) continue;
       }
       handlers.error(err);
       await options.clock.sleep(backoff.next(), signal);

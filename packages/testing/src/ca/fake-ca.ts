@@ -7,7 +7,7 @@
  *   single-use join token added with `addToken`) or presents a certificate this CA issued (renewal).
  * - Issues `spiffe://<trustDomain>/ns/<ns>/sa/<sa>` as the only URI SAN whatever the CSR asks, with the
  *   configured lifetime (`ttlSeconds`, capped by the requested one), chain `[leaf, root]`.
- * - `unavailable = true` answers UNAVAILABLE, to exercise retries.
+ * - `unavailable = true` answers UNAVAILABLE, to exercise retries; `hang = true` never answers.
  */
 import { generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
@@ -58,6 +58,10 @@ export class FakeCa {
   readonly trustDomain: string;
   ttlSeconds: number;
   unavailable = false;
+  /** When true, calls are accepted and never answered (until close), to exercise deadlines and cancellation. */
+  hang = false;
+  /** CreateCertificate calls received. */
+  calls = 0;
   readonly issued: FakeCaIssued[] = [];
   readonly refusals: string[] = [];
   readonly rootCertPem: string;
@@ -114,6 +118,8 @@ export class FakeCa {
     const Service = grpcService('istio.v1.auth.IstioCertificateService');
     this.#server.addService(Service.service, {
       CreateCertificate: (call: grpc.ServerUnaryCall<{ csr: string; validity_duration: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+        this.calls++;
+        if (this.hang) return;
         try {
           cb(null, { cert_chain: this.#handle(call) });
         } catch (e) {
@@ -129,8 +135,15 @@ export class FakeCa {
     return this.address;
   }
 
+  /** Graceful shutdown, forced after 1 s (a `hang`ing call would otherwise hold it open). */
   async close(): Promise<void> {
-    await new Promise<void>((resolve) => this.#server.tryShutdown(() => resolve()));
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 1000);
+      this.#server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
     this.#server.forceShutdown();
   }
 

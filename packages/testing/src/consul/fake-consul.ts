@@ -64,7 +64,8 @@ export class FakeConsul extends HttpFake {
   /** Raft index: every write bumps it. */
   private index = 1;
   private readonly instances = new Map<string, Stored>();
-  private waiters = new Set<() => void>();
+  /** Blocked queries: `service` undefined for the catalog (woken by any change), else woken by that service's changes. */
+  private waiters = new Set<{ service?: string; wake: () => void }>();
   readonly datacenter: string;
   private readonly datacenters: Set<string>;
   /** Every request received, for assertions (method and URL). */
@@ -84,11 +85,15 @@ export class FakeConsul extends HttpFake {
     return `${dc}/${node}/${id}`;
   }
 
-  private bump(): void {
+  /** A write: the index moves for everyone (as Consul's table index does), but only watchers of what changed wake. */
+  private bump(service?: string): void {
     this.index++;
-    const w = this.waiters;
-    this.waiters = new Set();
-    for (const wake of w) wake();
+    for (const w of [...this.waiters]) {
+      if (service === undefined || w.service === undefined || w.service === service) {
+        this.waiters.delete(w);
+        w.wake();
+      }
+    }
   }
 
   register(instance: FakeConsulInstance): void {
@@ -102,13 +107,16 @@ export class FakeConsul extends HttpFake {
       check: instance.check ?? 'passing',
       modifyIndex: this.index + 1,
     });
-    this.bump();
+    this.bump(instance.service);
   }
 
   deregister(node: string, id: string, datacenter = this.datacenter): boolean {
-    const ok = this.instances.delete(this.key(datacenter, node, id));
-    if (ok) this.bump();
-    return ok;
+    const k = this.key(datacenter, node, id);
+    const s = this.instances.get(k);
+    if (!s) return false;
+    this.instances.delete(k);
+    this.bump(s.service);
+    return true;
   }
 
   setCheck(node: string, id: string, status: ConsulCheckStatus, datacenter = this.datacenter): void {
@@ -116,15 +124,13 @@ export class FakeConsul extends HttpFake {
     const s = this.instances.get(k);
     if (!s) throw new Error(`no instance ${k}`);
     this.instances.set(k, { ...s, check: status, modifyIndex: this.index + 1 });
-    this.bump();
+    this.bump(s.service);
   }
 
   /** Moves the index backwards (as after a snapshot restore), to exercise the client's reset rule. */
   resetIndex(to: number): void {
-    this.index = to;
-    const w = this.waiters;
-    this.waiters = new Set();
-    for (const wake of w) wake();
+    this.index = to - 1;
+    this.bump();
   }
 
   private healthEntry(s: Stored): unknown {
@@ -198,7 +204,7 @@ export class FakeConsul extends HttpFake {
       res.end('404 page not found');
       return;
     }
-    await this.block(q);
+    await this.block(q, health ? decodeURIComponent(health[1]) : undefined);
     if (res.destroyed) return;
     const inScope = [...this.instances.values()].filter((s) => s.datacenter === dc && s.namespace === ns);
     const headers = { 'x-consul-index': String(this.index), 'x-consul-knownleader': 'true', 'x-consul-lastcontact': '0' };
@@ -220,17 +226,17 @@ export class FakeConsul extends HttpFake {
   }
 
   /** Holds a blocking query until the index moves past `?index=`, the wait expires, or the fake stops. */
-  private async block(q: URLSearchParams): Promise<void> {
+  private async block(q: URLSearchParams, service: string | undefined): Promise<void> {
     const index = Number(q.get('index') ?? '0');
     if (!(index > 0) || index < this.index) return;
     const cap = this.options.maxWaitMs ?? 10 * 60_000;
     const wait = Math.min(parseWait(q.get('wait')), cap);
     const jittered = wait + Math.random() * (wait / 16);
     const changed = new AbortController();
-    const wake = (): void => changed.abort();
-    this.waiters.add(wake);
+    const waiter = { service, wake: (): void => changed.abort() };
+    this.waiters.add(waiter);
     await delay(jittered, changed.signal, this.outage.signal);
-    this.waiters.delete(wake);
+    this.waiters.delete(waiter);
   }
 
   private catalogRegister(res: http.ServerResponse, body: string, dc: string): void {

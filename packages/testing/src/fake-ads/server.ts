@@ -52,8 +52,18 @@ export class FakeAdsServer {
     return this;
   }
 
+  /** Listens on a Unix socket instead (reachable from another network namespace); `address` becomes `unix://…`. */
+  async startUnix(path: string): Promise<this> {
+    await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync(`unix://${path}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+    this.unixPath = path;
+    return this;
+  }
+
+  private unixPath: string | null = null;
+
   get address(): string {
-    return `127.0.0.1:${this.port}`;
+    return this.unixPath ? `unix://${this.unixPath}` : `127.0.0.1:${this.port}`;
   }
 
   /** Replaces the whole set of resources of one type and pushes a new version to subscribed streams. */

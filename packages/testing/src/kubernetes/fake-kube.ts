@@ -254,7 +254,7 @@ export class FakeKubernetes extends HttpFake {
       } catch {
         return sendJson(res, 400, status(400, 'BadRequest', 'invalid continue token'));
       }
-      if (listRv <= this.compactedRv) {
+      if (listRv < this.compactedRv) {
         return sendJson(res, 410, status(410, 'Expired', 'The provided continue parameter is too old to display a consistent list result.'));
       }
     }
@@ -274,6 +274,7 @@ export class FakeKubernetes extends HttpFake {
 
   private watch(req: http.IncomingMessage, res: http.ServerResponse, r: FakeKubeResource, namespace: string | undefined, q: URLSearchParams): void {
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked', 'cache-control': 'no-cache, private' });
+    res.flushHeaders(); // as the API server does: clients wait for the headers before reading events
     const write = (e: unknown): void => {
       if (!res.writableEnded) res.write(`${JSON.stringify(e)}\n`);
     };
@@ -401,7 +402,7 @@ export class FakeKubernetes extends HttpFake {
     });
   }
 
-  /** Writes a kubeconfig pointing at this fake (plain HTTP) into `file`'s text; returns the YAML. */
+  /** A kubeconfig (YAML) pointing at this fake over plain HTTP, for kubectl and client-node. */
   kubeconfig(): string {
     return [
       'apiVersion: v1',
@@ -410,6 +411,8 @@ export class FakeKubernetes extends HttpFake {
       `- name: fake`,
       `  cluster:`,
       `    server: ${this.url}`,
+      // client-node refuses plain http unless told to skip TLS verification.
+      '    insecure-skip-tls-verify: true',
       'users:',
       '- name: fake',
       '  user:',

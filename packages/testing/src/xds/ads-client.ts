@@ -21,8 +21,8 @@ export interface AdsClientOptions {
   readonly locality?: { region?: string; zone?: string; sub_zone?: string };
   /** Return an error message to NACK a response instead of ACKing it. */
   readonly reject?: (r: AdsResponse) => string | undefined;
-  /** Decode resources (costly); default true. */
-  readonly decode?: boolean;
+  /** Decode resources (costly): true (default), false, or only the listed type URLs. */
+  readonly decode?: boolean | readonly string[];
 }
 
 interface WireResponse { version_info: string; nonce: string; type_url: string; resources: { type_url: string; value: Uint8Array }[] }
@@ -64,7 +64,8 @@ export class AdsTestClient {
   readonly #lastNonce = new Map<string, string>();
 
   #onData(r: WireResponse): void {
-    const decode = this.#opts.decode !== false;
+    const d = this.#opts.decode ?? true;
+    const decode = typeof d === 'boolean' ? d : d.includes(r.type_url);
     const resources = decode ? r.resources.map((a) => decodeAny(a)) : [];
     const names = decode ? resources.map((x) => String(x.name ?? x.cluster_name ?? '')) : [];
     const resp: AdsResponse = { type: r.type_url, version: r.version_info, nonce: r.nonce, names, resources };

@@ -44,7 +44,11 @@ export function outboundListener(snapshot: Snapshot, proxy: ProxyNode, services:
     });
   }
   // SNI routes of VirtualServices first: they are more specific than plain TLS service chains with the same port.
-  for (const r of sniRoutes(snapshot, proxy, 'mesh', undefined)) {
+  // A `tls` match without a port applies on every TLS/HTTPS service port.
+  const tlsPorts = new Set<number>();
+  for (const ms of services) for (const p of ms.service.ports) if (p.protocol === 'TLS' || p.protocol === 'HTTPS') tlsPorts.add(p.number);
+  const sni = [...sniRoutes(snapshot, proxy, 'mesh', undefined), ...[...tlsPorts].sort((a, b) => a - b).flatMap((port) => sniRoutes(snapshot, proxy, 'mesh', port))];
+  for (const r of sni) {
     if (r.port === undefined) continue;
     needsTlsInspector = true;
     chains.push({

@@ -191,7 +191,7 @@ function viaH1(ctx: HttpContext, pool: Dispatcher, _host: Host, withBody: boolea
       applyResponseHeaderOps(ctx, out);
       const gs = raw['grpc-status'];
       if (gs !== undefined) ctx.grpcStatus = String(gs);
-      ctx.res.writeHead(status, out as Record<string, string | string[]>);
+      writeResponseHead(ctx, status, out);
     },
     onResponseData(c, chunk) {
       ctx.responseBytes += chunk.length;
@@ -238,7 +238,7 @@ function viaH2(ctx: HttpContext, session: http2.ClientHttp2Session, tls: boolean
     const out = forwardableResponseHeaders(raw as Record<string, string | string[] | undefined>);
     applyResponseHeaderOps(ctx, out);
     if (raw['grpc-status'] !== undefined) ctx.grpcStatus = String(raw['grpc-status']);
-    ctx.res.writeHead(status, out as Record<string, string | string[]>);
+    writeResponseHead(ctx, status, out);
   });
   stream.on('data', (chunk: Buffer) => {
     ctx.responseBytes += chunk.length;
@@ -263,4 +263,20 @@ function viaH2(ctx: HttpContext, session: http2.ClientHttp2Session, tls: boolean
   stream.on('close', () => {
     if (!settled) settle(started ? { kind: 'reset', error: new Error(`upstream stream closed (code ${stream.rstCode})`) } : { kind: 'connect_failure', error: new Error(`upstream stream closed before headers (code ${stream.rstCode})`) });
   });
+}
+
+/**
+ * Writes the response head. A gRPC "trailers-only" response (grpc-status in the headers) is re-sent to an HTTP/2
+ * downstream as headers plus trailers: Node's compat response always ends with a DATA frame, after which a
+ * client would find no status.
+ */
+function writeResponseHead(ctx: HttpContext, status: number, out: Record<string, string | string[]>): void {
+  if (ctx.h2 && out['grpc-status'] !== undefined) {
+    const trailers: Record<string, string> = { 'grpc-status': String(out['grpc-status']) };
+    if (out['grpc-message'] !== undefined) trailers['grpc-message'] = String(out['grpc-message']);
+    delete out['grpc-status'];
+    delete out['grpc-message'];
+    ctx.res.addTrailers(trailers);
+  }
+  ctx.res.writeHead(status, out);
 }

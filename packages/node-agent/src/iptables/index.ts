@@ -1,0 +1,3 @@
+export * from './options.js';
+export * from './rules.js';
+export * from './apply.js';

@@ -1,0 +1,98 @@
+/** trellis-proxy: flags (or the environment, see env.ts) → a Proxy; SIGTERM drains and exits. */
+import { readFileSync } from 'node:fs';
+import { hostname, networkInterfaces } from 'node:os';
+import * as grpc from '@grpc/grpc-js';
+import { Command, Option } from 'commander';
+import { sdNotify } from '@trellis/native';
+import { PROXY_ENV, envFor } from './env.js';
+import { createLogger, isLogLevel } from './log.js';
+import { Proxy } from './proxy.js';
+import { nodeIdentity } from './xds/node.js';
+
+function firstIp(): string {
+  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  return '127.0.0.1';
+}
+
+function parseLabels(s: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const kv of s.split(',').map((x) => x.trim()).filter(Boolean)) {
+    const i = kv.indexOf('=');
+    if (i <= 0) throw new Error(`--labels: "${kv}" is not k=v`);
+    out[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return out;
+}
+
+function port(name: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`${name}: "${v}" is not a port`);
+  return n;
+}
+
+const program = new Command('trellis-proxy').description('Trellis data-plane proxy (Envoy xDS v3 / SDS v3 client)')
+  .addHelpText('after', '\nEnvironment (a flag wins):\n' + PROXY_ENV.map((e) => `  ${e.name.padEnd(26)} ${e.flag.padEnd(30)} ${e.description} [${e.default}]`).join('\n'));
+const d = (flag: string, dflt: string) => envFor(flag) ?? dflt;
+program
+  .option('--xds-address <host:port>', 'control plane ADS address', d('--xds-address', 'localhost:15012'))
+  .option('--xds-plaintext', 'plaintext gRPC to the control plane', d('--xds-plaintext', 'false') === 'true')
+  .option('--xds-root-cert <file>', 'PEM bundle verifying the control plane', d('--xds-root-cert', '/var/run/trellis/root-cert.pem'))
+  .option('--sds-socket <path>', 'node agent SDS Unix socket ("" disables SDS)', d('--sds-socket', '/var/run/trellis/sds/socket'))
+  .option('--node-id <id>', 'xDS node id', envFor('--node-id'))
+  .option('--namespace <ns>', 'workload namespace', d('--namespace', 'default'))
+  .option('--workload-name <name>', 'workload name', d('--workload-name', hostname()))
+  .option('--labels <k=v,...>', 'workload labels', d('--labels', ''))
+  .option('--service-account <sa>', 'service account', d('--service-account', 'default'))
+  .option('--ip <ip>', 'this host IP', d('--ip', firstIp()))
+  .option('--cluster-id <id>', 'CLUSTER_ID', d('--cluster-id', 'Kubernetes'))
+  .option('--network <name>', 'NETWORK', d('--network', ''))
+  .option('--trust-domain <td>', 'SPIFFE trust domain', d('--trust-domain', 'cluster.local'))
+  .addOption(new Option('--mode <mode>', 'sidecar | gateway').choices(['sidecar', 'gateway']).default(d('--mode', 'sidecar')))
+  .option('--outbound-port <n>', 'virtualOutbound port', d('--outbound-port', '15001'))
+  .option('--inbound-port <n>', 'virtualInbound port', d('--inbound-port', '15006'))
+  .option('--admin-port <n>', 'admin port', d('--admin-port', '15000'))
+  .option('--prometheus-port <n>', 'Prometheus port', d('--prometheus-port', '15090'))
+  .option('--health-port <n>', 'health port', d('--health-port', '15021'))
+  .option('--drain-time <s>', 'drain seconds on SIGTERM', d('--drain-time', '5'))
+  .option('--protocol-detection-timeout <ms>', 'first-bytes wait', d('--protocol-detection-timeout', '100'))
+  .option('--log-level <level>', 'log level', d('--log-level', 'info'))
+  .option('--concurrency <n>', 'worker processes (only 1 is implemented)', '1');
+
+program.parse();
+const o = program.opts<Record<string, string | boolean | undefined>>();
+const level = String(o.logLevel);
+if (!isLogLevel(level)) { process.stderr.write(`--log-level: unknown level ${level}\n`); process.exit(2); }
+const logger = createLogger(level);
+
+try {
+  if (o.concurrency !== '1') logger.warn('--concurrency other than 1 is not implemented; running one process', { concurrency: o.concurrency });
+  const credentials = o.xdsPlaintext ? grpc.credentials.createInsecure() : grpc.credentials.createSsl(readFileSync(String(o.xdsRootCert)));
+  const node = nodeIdentity({
+    mode: o.mode === 'gateway' ? 'gateway' : 'sidecar', ip: String(o.ip), workloadName: String(o.workloadName), namespace: String(o.namespace),
+    serviceAccount: String(o.serviceAccount), labels: parseLabels(String(o.labels)), clusterId: String(o.clusterId), network: String(o.network), nodeId: o.nodeId ? String(o.nodeId) : undefined,
+  });
+  const proxy = new Proxy({
+    node, logger,
+    xds: { target: String(o.xdsAddress), credentials },
+    sdsSocket: o.sdsSocket ? String(o.sdsSocket) : null,
+    ports: { outbound: port('--outbound-port', String(o.outboundPort)), inbound: port('--inbound-port', String(o.inboundPort)), admin: port('--admin-port', String(o.adminPort)), prometheus: port('--prometheus-port', String(o.prometheusPort)), health: port('--health-port', String(o.healthPort)) },
+    detectionTimeoutMs: Number(o.protocolDetectionTimeout), drainTimeMs: Number(o.drainTime) * 1000,
+    trustDomain: String(o.trustDomain), namespace: String(o.namespace), serviceAccount: String(o.serviceAccount), workloadName: String(o.workloadName),
+  });
+  await proxy.start();
+  logger.info('trellis-proxy started', { node: node.id, xds: o.xdsAddress, admin: proxy.adminPort, prometheus: proxy.prometheusPort, health: proxy.healthPort });
+  void proxy.whenReady().then(() => { logger.info('first complete config applied; ready', { listeners: proxy.listeners.ports() }); sdNotify('READY=1'); });
+  let stopping = false;
+  const stop = (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info('draining', { signal: sig, drainTimeSeconds: o.drainTime });
+    sdNotify('STOPPING=1');
+    proxy.shutdown().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+} catch (err) {
+  logger.error('cannot start', { error: (err as Error).message });
+  process.exit(1);
+}

@@ -134,10 +134,10 @@ async function main(): Promise<void> {
     writeFileSync(join(dir, 'client.pem'), clientCert.chainPem + clientCert.keyPem);
     writeFileSync(join(dir, 'server.pem'), serverCert.chainPem + serverCert.keyPem);
     const defaults = 'defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  option http-keep-alive\n';
-    const global = 'global\n  nbthread 1\n  maxconn 10000\n';
+    const global = 'global\n  nbthread 1\n  maxconn 4000\n';
     writeFileSync(join(dir, 'origin.cfg'), `${global}${defaults}frontend origin\n  bind 127.0.0.1:${origin}\n  http-request return status 200 content-type text/plain string hello\n`);
     writeFileSync(join(dir, 'hap1.cfg'), `${global}${defaults}frontend fe\n  bind 127.0.0.1:${hap1}\n  default_backend be\nbackend be\n  http-reuse always\n  server s1 127.0.0.1:${origin}\n`);
-    writeFileSync(join(dir, 'hapA.cfg'), `${global}${defaults}frontend fe\n  bind 127.0.0.1:${hapA}\n  default_backend be\nbackend be\n  http-reuse always\n  server s1 127.0.0.1:${hapB} ssl crt ${join(dir, 'client.pem')} ca-file ${join(dir, 'ca.pem')} verify required verifyhost spiffe://cluster.local/ns/default/sa/server alpn h2\n`);
+    writeFileSync(join(dir, 'hapA.cfg'), `${global}${defaults}frontend fe\n  bind 127.0.0.1:${hapA}\n  default_backend be\nbackend be\n  http-reuse always\n  server s1 127.0.0.1:${hapB} ssl crt ${join(dir, 'client.pem')} ca-file ${join(dir, 'ca.pem')} verify required alpn h2\n`);
     writeFileSync(join(dir, 'hapB.cfg'), `${global}${defaults}frontend fe\n  bind 127.0.0.1:${hapB} ssl crt ${join(dir, 'server.pem')} ca-file ${join(dir, 'ca.pem')} verify required alpn h2,http/1.1\n  default_backend be\nbackend be\n  http-reuse always\n  server s1 127.0.0.1:${origin}\n`);
     const hp = (cfg: string) => start('haproxy', ['-db', '-f', join(dir, cfg)], cfg);
     const originP = hp('origin.cfg');

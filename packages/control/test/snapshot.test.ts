@@ -5,7 +5,11 @@ import { expect } from 'chai';
 import { Aggregate } from '../src/aggregate/aggregate.js';
 import { Debouncer, type Timers } from '../src/snapshot/debounce.js';
 import { SnapshotController } from '../src/snapshot/controller.js';
-import { snapshotChange, svc } from './aggregate-fixtures.js';
+import { mergeShards } from '../src/aggregate/merge.js';
+import { DEFAULT_MESH_SETTINGS } from '../src/config/mesh-settings.js';
+import { buildSnapshot } from '../src/snapshot/build.js';
+import { endpointOnlyDelta } from '../src/snapshot/delta.js';
+import { snapshotChange, svc, wl } from './aggregate-fixtures.js';
 
 /** Manual timers: `advance(ms)` runs what falls due. */
 export class ManualTimers implements Timers {
@@ -87,5 +91,25 @@ describe('snapshot controller', () => {
     expect(versions).to.have.length(2);
     expect(versions[1]).to.match(/\/2$/);
     ctl.close();
+  });
+});
+
+describe('endpoint-only delta', () => {
+  const mk = (version: string, eps: [string, string][], resolution: 'STATIC' | 'DNS' = 'STATIC'): import('../src/snapshot/types.js').Snapshot => {
+    const s = svc('api.test', 'f', 'file', { resolution });
+    const ws = eps.map(([a, sa], i) => wl(`w${i}`, a, 'f', 'file', { services: ['api.test'], serviceAccount: sa }));
+    const merged = mergeShards([{ shard: 'f', kind: 'file', services: new Map([['k', s]]), workloads: new Map(ws.map((w) => [w.name, w])) }], ['file']);
+    return buildSnapshot({ view: { ...merged, shards: [], configs: [] }, mesh: DEFAULT_MESH_SETTINGS, vips: new Map(), version });
+  };
+
+  it('names the changed addresses when only STATIC endpoints moved', () => {
+    const d = endpointOnlyDelta(mk('1', [['10.0.0.1', 'a']]), mk('2', [['10.0.0.1', 'a'], ['10.0.0.2', 'a']]));
+    expect(d && [...d.addresses]).to.deep.equal(['10.0.0.2']);
+  });
+
+  it('says no when identities change, when a DNS service changes, or when the service itself changes', () => {
+    expect(endpointOnlyDelta(mk('1', [['10.0.0.1', 'a']]), mk('2', [['10.0.0.1', 'b']]))).to.equal(undefined);
+    expect(endpointOnlyDelta(mk('1', [['10.0.0.1', 'a']], 'DNS'), mk('2', [['10.0.0.2', 'a']], 'DNS'))).to.equal(undefined);
+    expect(endpointOnlyDelta(mk('1', [['10.0.0.1', 'a']], 'STATIC'), mk('2', [['10.0.0.1', 'a']], 'DNS'))).to.equal(undefined);
   });
 });

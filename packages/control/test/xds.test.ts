@@ -128,7 +128,7 @@ describe('ADS server', () => {
     const goodVersion = ads.syncStatus()[0].types.find((t) => t.short === 'CDS')!.ackedVersion;
     gens[TYPE_URL.cluster] = (snap, p) => baseGenerators[TYPE_URL.cluster](snap, p).map((r) => ({ name: r.name, body: { ...r.body, lb_policy: 'MAGLEV' } }));
     {
-      current = snapshotOf('v2', ['10.0.0.1']);
+      current = snapshotOf('v2', ['10.0.0.1'], 81);
       ads.onSnapshot();
       await wait(() => ads.syncStatus()[0]?.types.find((t) => t.short === 'CDS')?.state === 'NACKED');
       const cds = ads.syncStatus()[0].types.find((t) => t.short === 'CDS')!;
@@ -136,13 +136,13 @@ describe('ADS server', () => {
       expect(cds.ackedVersion).to.equal(goodVersion);
       expect(cds.sentVersion).not.to.equal(goodVersion);
       const n = c.responses.length;
-      current = snapshotOf('v3', ['10.0.0.1']);
+      current = snapshotOf('v3', ['10.0.0.1'], 81);
       ads.onSnapshot();
       await new Promise((r) => setTimeout(r, 100));
       expect(c.responses.length).to.equal(n);
       // A content change is pushed again.
       gens[TYPE_URL.cluster] = baseGenerators[TYPE_URL.cluster];
-      current = snapshotOf('v4', ['10.0.0.1']);
+      current = snapshotOf('v4', ['10.0.0.1'], 82);
       ads.onSnapshot();
       await wait(() => ads.syncStatus()[0]?.types.find((t) => t.short === 'CDS')?.state === 'SYNCED');
     }

@@ -6,7 +6,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { Resolver } from 'node:dns/promises';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { DnsProxy } from '../src/dns/proxy.js';
@@ -199,6 +199,14 @@ describe('dns: proxy', function () {
     expect(upstream.asked.length, 'mesh names never reach the upstream').to.equal(before);
   });
 
+  it('echoes the question with the case the client sent (0x20)', async () => {
+    const bytes = await rawUdp(proxy.port, query('ReViEwS.Default', RR_TYPE.A, 0x20));
+    const reply = parseMessage(bytes);
+    expect(reply.questions[0]!.asSent).to.equal('ReViEwS.Default');
+    expect(reply.answers[0]!.name).to.equal('reviews.default');
+    expect(recordValue(bytes, reply.answers[0]!)).to.equal('10.96.0.12');
+  });
+
   it('answers NODATA (NOERROR, no answers, authoritative) for a record type a mesh name lacks', async () => {
     const reply = parseMessage(await rawUdp(proxy.port, query('reviews', RR_TYPE.AAAA, 0x4242)));
     expect(reply.header).to.deep.include({ id: 0x4242, qr: true, aa: true, rcode: RCODE.NOERROR });
@@ -253,6 +261,22 @@ describe('dns: proxy', function () {
     clock += 11_000;
     await rawUdp(proxy.port, query('nope.example'));
     expect(upstream.count('nope.example')).to.equal(2);
+  });
+
+  it('listens on every configured address with one port (IPv4 and IPv6 loopback)', async function () {
+    if (!Object.values(networkInterfaces()).flat().some((i) => i?.address === '::1')) this.skip();
+    const twin = new DnsProxy({ hosts: ['127.0.0.1', '::1'], port: 0, resolvConfPath: join(dir, 'resolv.conf'), upstreams: [] });
+    await twin.start();
+    try {
+      twin.setNameTable(NAME_TABLE);
+      const r6 = new Resolver({ timeout: 2000, tries: 1 });
+      r6.setServers([`[::1]:${twin.port}`]);
+      expect(await r6.resolve4('reviews')).to.deep.equal(['10.96.0.12']);
+      const viaTcp4 = parseMessage(await rawTcp(twin.port, query('reviews')));
+      expect(viaTcp4.answers).to.have.length(1);
+    } finally {
+      await twin.close();
+    }
   });
 
   it('answers SERVFAIL when no upstream answers', async () => {

@@ -9,6 +9,9 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { installCapture, spawnRunner, uninstallCapture } from '../src/iptables/apply.js';
 
@@ -40,9 +43,24 @@ if (proto === 'tcp') {
   s.on('data', (d) => (b += d)).on('end', () => done(b)).on('error', (e) => done(e.code));
 } else {
   const u = dgram.createSocket('udp4');
-  u.on('message', (m) => done(String(m)));
+  // A real resolver only accepts an answer from the address it asked: report any other source.
+  u.on('message', (m, r) => done(String(m) + (r.address === host && r.port === Number(port) ? '' : ' from ' + r.address + ':' + r.port)));
   u.send('q', Number(port), host);
 }
+`;
+
+const proxyModule = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'dns', 'proxy.ts');
+
+/** Runs the real DnsProxy (through tsx) with a name table; prints `ready` once listening. */
+const DNS_PROXY = `
+const { DnsProxy } = await import(process.argv[1]);
+const [host, port, upstreams, table] = process.argv.slice(2);
+const dns = new DnsProxy({ hosts: [host], port: Number(port), namespace: 'default', timeoutMs: 1000,
+  ...(upstreams === 'resolv.conf' ? {} : { upstreams: JSON.parse(upstreams) }) });
+await dns.start();
+dns.setNameTable(JSON.parse(table));
+process.stdout.write('ready\\n');
+process.stdin.on('end', () => dns.close().then(() => process.exit(0))).resume();
 `;
 
 function canRun(): string | null {
@@ -59,16 +77,26 @@ function sh(cmd: string, args: string[]): string {
   return r.stdout;
 }
 
-function save(ns: string, tool: 'iptables-save' | 'ip6tables-save', table?: string): string {
-  return sh('ip', ['netns', 'exec', ns, tool, ...(table ? ['-t', table] : [])])
-    .split('\n')
-    .filter((l) => !l.startsWith('#'))
-    .map((l) => l.replace(/\[\d+:\d+\]/, '[0:0]'))
-    .join('\n');
+const BUILTIN = /^:(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) /;
+
+/** Every rule and user chain, one per line prefixed by its table (empty tables and counters left out). */
+function save(ns: string, tool: 'iptables-save' | 'ip6tables-save'): string {
+  let table = '';
+  const out: string[] = [];
+  for (const l of sh('ip', ['netns', 'exec', ns, tool]).split('\n')) {
+    if (l.startsWith('*')) table = l.slice(1);
+    else if (l.startsWith('-A ') || (l.startsWith(':') && !BUILTIN.test(l))) out.push(`${table} ${l.replace(/\[\d+:\d+\]/, '[0:0]')}`);
+  }
+  return out.join('\n');
 }
 
-async function startListener(ns: string, host: string, tcp: number[], udp: number[]): Promise<ChildProcess> {
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', LISTENER, host, tcp.join(','), udp.join(',')], { stdio: ['pipe', 'pipe', 'inherit'] });
+async function startListener(ns: string, host: string, tcp: number[], udp: number[], gid?: number): Promise<ChildProcess> {
+  return startScript(ns, ['-e', LISTENER, host, tcp.join(','), udp.join(',')], gid);
+}
+
+async function startScript(ns: string, args: string[], gid?: number): Promise<ChildProcess> {
+  const priv = gid === undefined ? [] : ['setpriv', `--regid=${gid}`, '--clear-groups'];
+  const child = spawn('ip', ['netns', 'exec', ns, ...priv, process.execPath, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`listener in ${ns} exited ${code}`)));
     child.stdout!.setEncoding('utf8').on('data', (d: string) => d.includes('ready') && resolve());
@@ -107,8 +135,19 @@ describe('iptables: applied in a network namespace (root)', function () {
     sh('ip', ['-n', vm, 'route', 'add', 'default', 'via', '10.231.0.2']);
   });
 
+  afterEach(async () => {
+    const running = listeners.splice(0);
+    const stopping = running.map((l) => new Promise((r) => (l.exitCode !== null ? r(null) : l.once('exit', r))));
+    // Closing stdin ends the scripts; kill is the fallback.
+    for (const l of running) l.stdin?.end();
+    const timer = setTimeout(() => running.forEach((l) => l.kill()), 2000);
+    await Promise.all(stopping);
+    clearTimeout(timer);
+  });
+
   after(() => {
     for (const l of listeners) l.kill();
+    rmSync(`/etc/netns/${vm}`, { recursive: true, force: true });
     spawnSync('ip', ['netns', 'del', vm]);
     spawnSync('ip', ['netns', 'del', peer]);
   });
@@ -124,10 +163,10 @@ describe('iptables: applied in a network namespace (root)', function () {
     await installCapture({}, run);
     const once4 = save(vm, 'iptables-save');
     const once6 = save(vm, 'ip6tables-save');
-    expect(once4).to.include(':TRELLIS_OUTPUT').and.include('-A OUTPUT -j TRELLIS_OUTPUT');
-    expect(once6).to.include(':TRELLIS_OUTPUT').and.include('-s ::6/128');
+    expect(once4).to.include('nat :TRELLIS_OUTPUT').and.include('nat -A OUTPUT -j TRELLIS_OUTPUT').and.include('raw -A OUTPUT -p udp -j TRELLIS_DNS_CT');
+    expect(once6).to.include('nat :TRELLIS_OUTPUT').and.include('-s ::6/128');
     // The jumps come first, so the host's early RETURN cannot bypass capture.
-    expect(once4.indexOf('-A OUTPUT -j TRELLIS_OUTPUT')).to.be.lessThan(once4.indexOf('--dport 9999 -j RETURN'));
+    expect(once4.indexOf('nat -A OUTPUT -j TRELLIS_OUTPUT')).to.be.lessThan(once4.indexOf('--dport 9999 -j RETURN'));
 
     await installCapture({}, run);
     expect(save(vm, 'iptables-save')).to.equal(once4);
@@ -144,7 +183,10 @@ describe('iptables: applied in a network namespace (root)', function () {
   });
 
   it('redirects outbound TCP to 15001, inbound to 15006 and DNS to 15053, except the proxy uid/gid and excluded ports', async () => {
-    listeners.push(await startListener(vm, '0.0.0.0', [15001, 15006, 22, 8080], [15053]));
+    listeners.push(await startListener(vm, '0.0.0.0', [15001, 15006, 22, 8080], []));
+    // The DNS proxy runs in the agent, whose primary group is the proxy gid (its answers leave in conntrack zone 2),
+    // and binds 127.0.0.1, the address REDIRECT sends locally generated packets to (so answers are un-NATed).
+    listeners.push(await startListener(vm, '127.0.0.1', [], [15053], 1337));
     listeners.push(await startListener(peer, '0.0.0.0', [7000, 8080], [53]));
     await installCapture({ ipv6: false }, spawnRunner(vm));
     try {
@@ -169,5 +211,28 @@ describe('iptables: applied in a network namespace (root)', function () {
     // Rules gone: nothing is redirected any more.
     expect(reach(vm, 'tcp', '10.231.0.2', 7000)).to.equal('7000');
     expect(reach(peer, 'tcp', '10.231.0.1', 8080)).to.equal('8080');
+  });
+
+  it('resolves mesh names through the real DNS proxy under capture, and forwards the rest past capture', async () => {
+    // The VM's resolv.conf (ip netns exec bind-mounts /etc/netns/NS/resolv.conf) names the peer as its resolver.
+    mkdirSync(`/etc/netns/${vm}`, { recursive: true });
+    writeFileSync(`/etc/netns/${vm}/resolv.conf`, 'nameserver 10.231.0.2\nsearch corp.example\noptions timeout:2 attempts:1\n');
+    // The peer's "upstream resolver" is a DnsProxy answering example.test from its own table.
+    const upstreamTable = { table: { 'example.test': { ips: ['192.0.2.1'] } } };
+    listeners.push(await startScript(peer, ['--import', 'tsx', '--input-type=module', '-e', DNS_PROXY, proxyModule, '10.231.0.2', '53', '[]', JSON.stringify(upstreamTable)]));
+    // The agent's DNS proxy: primary group 1337, 127.0.0.1:15053, upstreams from the VM's resolv.conf.
+    const meshTable = { table: { 'reviews.default.svc.cluster.local': { ips: ['10.96.0.12'], shortname: 'reviews', namespace: 'default' } } };
+    listeners.push(await startScript(vm, ['--import', 'tsx', '--input-type=module', '-e', DNS_PROXY, proxyModule, '127.0.0.1', '15053', 'resolv.conf', JSON.stringify(meshTable)], 1337));
+    await installCapture({ ipv6: false }, spawnRunner(vm));
+    try {
+      const getent = (name: string): string => sh('ip', ['netns', 'exec', vm, 'setpriv', '--reuid=1000', '--regid=1000', '--clear-groups', 'getent', 'ahostsv4', name]).split(/\s+/)[0]!;
+      // glibc tries reviews.corp.example (search list) first: a mesh name.
+      expect(getent('reviews')).to.equal('10.96.0.12');
+      expect(getent('reviews.default.svc.cluster.local')).to.equal('10.96.0.12');
+      // Not a mesh name: the agent forwards it to 10.231.0.2:53; its own query is not captured (gid 1337).
+      expect(getent('example.test')).to.equal('192.0.2.1');
+    } finally {
+      await uninstallCapture({ ipv6: false }, spawnRunner(vm));
+    }
   });
 });

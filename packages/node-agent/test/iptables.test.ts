@@ -63,7 +63,12 @@ describe('iptables: capture rules', () => {
   it('splits restore input into own chains and jump rules', () => {
     const { ownChains, jumps } = splitRules(captureRules().v4);
     expect(ownChains).to.not.match(/^-A (OUTPUT|PREROUTING) /m);
-    expect(jumps.map((j) => `${j.table} ${j.chain} ${j.spec.join(' ')}`)).to.deep.equal(['nat PREROUTING -p tcp -j TRELLIS_INBOUND', 'nat OUTPUT -j TRELLIS_OUTPUT']);
+    expect(jumps.map((j) => `${j.table} ${j.chain} ${j.spec.join(' ')}`)).to.deep.equal([
+      'nat PREROUTING -p tcp -j TRELLIS_INBOUND',
+      'nat OUTPUT -j TRELLIS_OUTPUT',
+      'raw OUTPUT -p udp -j TRELLIS_DNS_CT',
+      'raw PREROUTING -p udp -j TRELLIS_DNS_CT_IN',
+    ]);
   });
 
   it('rejects bad options with every problem listed', () => {
@@ -87,7 +92,7 @@ describe('iptables: capture rules', () => {
     const first = calls.filter((c) => c.includes(' -I ')).length;
     calls.length = 0;
     await installCapture({ ipv6: false }, runner);
-    expect(first).to.equal(2);
+    expect(first).to.equal(4);
     expect(calls.filter((c) => c.includes(' -I '))).to.deep.equal([]);
     expect(calls[0]).to.equal('iptables-restore --noflush');
   });

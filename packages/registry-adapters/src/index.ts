@@ -1,4 +1,4 @@
 export {};
 export { ConsulAdapter, type ConsulAdapterOptions } from './consul/index.js';
 export { EurekaAdapter, type EurekaAdapterOptions } from './eureka/index.js';
-export { KubernetesAdapter, TokenReviewer, type KubernetesAdapterOptions } from './kubernetes/index.js';
+export { KubernetesAdapter, IstioConfigSource, TokenReviewer, type KubernetesAdapterOptions, type IstioConfigSourceOptions } from './kubernetes/index.js';

@@ -84,3 +84,48 @@ describe('consul adapter against the fake Consul', () => {
     await view.until((v) => v.workloads.size === 2, 8000, 'after index reset');
   });
 });
+
+describe('consul adapter with an injected fetch and clock', () => {
+  it('backs off with jitter on errors (deterministic), stays stale without an empty snapshot, then snapshots', async () => {
+    let t = 0;
+    const sleeps: number[] = [];
+    const clock = {
+      now: () => t,
+      sleep: async (ms: number) => {
+        sleeps.push(ms);
+        t += ms;
+      },
+    };
+    let calls = 0;
+    const urls: string[] = [];
+    const fetch = async (url: string, init: { signal: AbortSignal }) => {
+      urls.push(url);
+      calls++;
+      if (calls <= 3) throw new Error('connect ECONNREFUSED');
+      if (url.includes('/v1/catalog/services') && !url.includes('index=')) {
+        return { status: 200, headers: { get: () => '7' }, text: async () => '{"web":[]}' };
+      }
+      if (url.includes('/v1/health/service/web') && !url.includes('index=')) {
+        const body = JSON.stringify([{ Node: { Node: 'n1', Address: '10.0.0.1' }, Service: { ID: 'web', Service: 'web', Port: 80 }, Checks: [] }]);
+        return { status: 200, headers: { get: () => '7' }, text: async () => body };
+      }
+      // later blocking queries: wait until the test aborts
+      await new Promise((resolve) => init.signal.addEventListener('abort', resolve, { once: true }));
+      throw new Error('aborted');
+    };
+    const ctl = new AbortController();
+    const changes: string[] = [];
+    const adapter = new ConsulAdapter({ address: 'http://consul.invalid:8500', fetch, clock, random: () => 1, backoff: { initialMs: 100, maxMs: 1000 } });
+    for await (const c of adapter.watch(ctl.signal)) {
+      changes.push(`${c.type}:${c.status.state}`);
+      if (c.type === 'snapshot') break;
+    }
+    ctl.abort();
+    expect(changes).to.deep.equal(['status:stale', 'snapshot:synced']);
+    // three failures: 100, 200, 400 ms of backoff (random() = 1: the top of each jitter range); the backoff time
+    // refilled the token bucket, so it added no wait of its own
+    expect(sleeps).to.deep.equal([100, 200, 400]);
+    expect(urls[0]).to.equal('http://consul.invalid:8500/v1/catalog/services?dc=dc1&wait=300s');
+    expect(urls.some((u) => u === 'http://consul.invalid:8500/v1/health/service/web?dc=dc1&wait=300s&passing')).to.equal(true);
+  });
+});

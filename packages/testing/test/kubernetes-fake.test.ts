@@ -71,7 +71,7 @@ describe('fake Kubernetes API server', () => {
     }
   });
 
-  it('kubectl get services -A -o json and kubectl apply -f (create, then configure via PATCH)', async () => {
+  it('kubectl get services -A -o json and kubectl apply -f (create, then configure via PATCH), also of an Istio CRD', async () => {
     fake.apply(service('web', 80, { app: 'web' }));
     const env = { ...process.env, KUBECONFIG: path.join(dir, 'kubeconfig'), HOME: dir };
     const got = JSON.parse((await run('/usr/bin/kubectl', ['get', 'services', '-A', '-o', 'json'], { env })).stdout) as { items: { metadata: { name: string; labels: object } }[] };
@@ -89,6 +89,17 @@ describe('fake Kubernetes API server', () => {
     expect(api.spec.ports[0].port).to.equal(9091);
     expect(api.metadata.annotations).to.have.property('kubectl.kubernetes.io/last-applied-configuration');
     expect(fake.requests.some((r) => r.method === 'PATCH')).to.equal(true);
+
+    // an Istio CRD: kubectl finds it through discovery and applies it (merge patch on the second apply)
+    const vs = path.join(dir, 'vs.yaml');
+    const vsYaml = (weight: number): string =>
+      `apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews}\n      weight: ${weight}\n`;
+    writeFileSync(vs, vsYaml(100));
+    expect((await run('/usr/bin/kubectl', ['apply', '--validate=false', '-f', vs], { env })).stdout).to.match(/virtualservice.networking.istio.io\/reviews created/);
+    writeFileSync(vs, vsYaml(90));
+    expect((await run('/usr/bin/kubectl', ['apply', '--validate=false', '-f', vs], { env })).stdout).to.match(/configured/);
+    const listed = JSON.parse((await run('/usr/bin/kubectl', ['get', 'virtualservices', '-o', 'json'], { env })).stdout) as { items: { spec: { http: { route: { weight: number }[] }[] } }[] };
+    expect(listed.items[0].spec.http[0].route[0].weight).to.equal(90);
   });
 
   it('paginates lists with limit/continue, expires continue tokens with 410, streams bookmarks, and answers TokenReview', async () => {

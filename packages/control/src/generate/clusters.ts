@@ -166,7 +166,7 @@ function clusterTls(snapshot: Snapshot, ms: MeshService, port: ServicePort, subs
   return {
     transport_socket_matches: [
       { name: 'tlsMode-istio', match: { fields: { tlsMode: { string_value: 'istio' } } }, transport_socket: mtls },
-      { name: 'tlsMode-disabled', match: {}, transport_socket: { name: 'envoy.transport_sockets.raw_buffer' } },
+      { name: 'tlsMode-disabled', match: {}, transport_socket: { name: 'envoy.transport_sockets.raw_buffer', typed_config: { '@type': EXT_TYPE_URL.rawBuffer } } },
     ],
   };
 }

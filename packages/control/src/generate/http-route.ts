@@ -27,8 +27,17 @@ export function defaultRetryPolicy(): Obj {
     num_retries: u32(2),
     retry_on: DEFAULT_RETRY_ON,
     retriable_status_codes: [503],
+    retry_host_predicate: [previousHostsPredicate()],
     host_selection_retry_max_attempts: 5,
   };
+}
+
+/**
+ * `envoy.retry_host_predicates.previous_hosts`: retries prefer hosts not tried yet. Istio puts it on every retry
+ * policy it builds (the default one and those converted from `retries`, which start from the default).
+ */
+export function previousHostsPredicate(): Obj {
+  return { name: 'envoy.retry_host_predicates.previous_hosts', typed_config: { '@type': EXT_TYPE_URL.previousHosts } };
 }
 
 /** What a route is being built for. */
@@ -130,7 +139,7 @@ export function headerOps(h: Headers | undefined): Obj {
 export function retryPolicy(r: HTTPRetry | undefined): Obj | undefined {
   if (r === undefined) return defaultRetryPolicy();
   if (r.attempts === 0) return undefined;
-  const out: Obj = { num_retries: u32(r.attempts), host_selection_retry_max_attempts: 5 };
+  const out: Obj = { num_retries: u32(r.attempts), retry_host_predicate: [previousHostsPredicate()], host_selection_retry_max_attempts: 5 };
   const tokens = (r.retryOn ?? DEFAULT_RETRY_ON).split(',').map((t) => t.trim()).filter((t) => t !== '');
   const codes = tokens.filter((t) => /^\d{3}$/.test(t)).map(Number);
   const on = tokens.filter((t) => !/^\d{3}$/.test(t));

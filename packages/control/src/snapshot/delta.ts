@@ -16,7 +16,7 @@ const same = (a: unknown, b: unknown): boolean => a === b || JSON.stringify(a) =
 
 /** What other generators may read of an endpoint set: identities and labels (subsets, TLS mode, SANs). */
 function identityShape(eps: readonly WorkloadEntry[]): string {
-  return eps.map((w) => `${w.namespace}/${w.serviceAccount}/${JSON.stringify(w.labels)}`).sort().join('\n');
+  return [...new Set(eps.map((w) => `${w.namespace}/${w.serviceAccount}/${JSON.stringify(w.labels)}`))].sort().join('\n');
 }
 
 export function endpointOnlyDelta(prev: Snapshot, next: Snapshot): EndpointOnlyDelta | undefined {

@@ -34,8 +34,11 @@ export interface DnsQueryEvent {
 }
 
 export interface DnsProxyOptions {
-  /** Bind address, default 127.0.0.1 (the capture rules REDIRECT to 127.0.0.1; use ::1 for an IPv6 twin). */
-  readonly host?: string;
+  /**
+   * Bind addresses, default `['127.0.0.1']`. The capture rules REDIRECT to 127.0.0.1 (and ::1 for IPv6), and the
+   * answers must leave from that address to be un-NATed: never bind 0.0.0.0. Add `::1` when IPv6 capture is on.
+   */
+  readonly hosts?: readonly string[];
   /** Port for both UDP and TCP, default 15053; 0 picks a free port for both. */
   readonly port?: number;
   /** The VM's namespace: bare short names resolve for services in it. Default `default`. */
@@ -57,7 +60,7 @@ export interface DnsProxyOptions {
 const events = channel(DNS_CHANNEL);
 
 export class DnsProxy {
-  readonly #host: string;
+  readonly #hosts: readonly string[];
   readonly #port: number;
   readonly #namespace: string;
   readonly #resolvConfPath: string;
@@ -69,12 +72,12 @@ export class DnsProxy {
   #conf: ResolvConf = { nameservers: [], search: [] };
   #table: NameTableInput | undefined;
   #index: ReadonlyMap<string, MeshAddresses> | undefined;
-  #udp: UdpSocket | undefined;
-  #tcp: Server | undefined;
+  #udp: UdpSocket[] = [];
+  #tcp: Server[] = [];
   readonly #tcpClients = new Set<Socket>();
 
   constructor(options: DnsProxyOptions = {}) {
-    this.#host = options.host ?? '127.0.0.1';
+    this.#hosts = options.hosts ?? ['127.0.0.1'];
     this.#port = options.port ?? 15053;
     this.#namespace = options.namespace ?? 'default';
     this.#resolvConfPath = options.resolvConfPath ?? '/etc/resolv.conf';
@@ -87,7 +90,7 @@ export class DnsProxy {
 
   /** The bound port (UDP and TCP), once started. */
   get port(): number {
-    const a = this.#tcp?.address();
+    const a = this.#tcp[0]?.address();
     return a !== null && typeof a === 'object' ? a.port : this.#port;
   }
 
@@ -112,19 +115,23 @@ export class DnsProxy {
     this.#conf = readResolvConf(this.#resolvConfPath);
     if (this.#table !== undefined) this.setNameTable(this.#table);
     if (this.upstreams.length === 0) this.#logger.warn('DNS proxy has no upstream resolvers; non-mesh names will get SERVFAIL', { resolvConf: this.#resolvConfPath });
+    // With port 0 the first TCP listener picks the port and every other socket must get the same one; retry if taken.
     for (let attempt = 0; ; attempt++) {
-      const tcp = await this.#listenTcp(this.#port);
-      const port = (tcp.address() as { port: number }).port;
+      let port = this.#port;
       try {
-        this.#udp = await this.#bindUdp(port);
-        this.#tcp = tcp;
+        for (const host of this.#hosts) {
+          const tcp = await this.#listenTcp(host, port);
+          this.#tcp.push(tcp);
+          port = (tcp.address() as { port: number }).port;
+          this.#udp.push(await this.#bindUdp(host, port));
+        }
         break;
       } catch (err) {
-        await new Promise<void>((r) => tcp.close(() => r()));
+        await this.close();
         if (this.#port !== 0 || attempt >= 10) throw err;
       }
     }
-    this.#logger.info('DNS proxy listening', { address: `${this.#host}:${this.port}`, upstreams: this.upstreams.map((u) => `${u.host}:${u.port}`), search: this.#conf.search });
+    this.#logger.info('DNS proxy listening', { addresses: this.#hosts.map((h) => `${h}:${this.port}`), upstreams: this.upstreams.map((u) => `${u.host}:${u.port}`), search: this.#conf.search });
     signal?.addEventListener('abort', () => void this.close(), { once: true });
   }
 
@@ -132,20 +139,17 @@ export class DnsProxy {
   async close(): Promise<void> {
     const udp = this.#udp;
     const tcp = this.#tcp;
-    this.#udp = undefined;
-    this.#tcp = undefined;
+    this.#udp = [];
+    this.#tcp = [];
     for (const c of this.#tcpClients) c.destroy();
-    await Promise.all([
-      udp === undefined ? undefined : new Promise<void>((r) => udp.close(() => r())),
-      tcp === undefined ? undefined : new Promise<void>((r) => tcp.close(() => r())),
-    ]);
+    await Promise.all([...udp.map((u) => new Promise<void>((r) => u.close(() => r()))), ...tcp.map((t) => new Promise<void>((r) => t.close(() => r())))]);
   }
 
-  #listenTcp(port: number): Promise<Server> {
+  #listenTcp(host: string, port: number): Promise<Server> {
     return new Promise((resolve, reject) => {
       const server = createServer((socket) => this.#serveTcp(socket));
       server.once('error', reject);
-      server.listen({ host: this.#host, port }, () => {
+      server.listen({ host, port }, () => {
         server.off('error', reject);
         server.on('error', (err) => this.#logger.error('DNS TCP listener error', { error: err.message }));
         resolve(server);
@@ -153,16 +157,16 @@ export class DnsProxy {
     });
   }
 
-  #bindUdp(port: number): Promise<UdpSocket> {
+  #bindUdp(host: string, port: number): Promise<UdpSocket> {
     return new Promise((resolve, reject) => {
-      const socket = createSocket(isIPv6(this.#host) ? 'udp6' : 'udp4');
+      const socket = isIPv6(host) ? createSocket({ type: 'udp6', ipv6Only: true }) : createSocket('udp4');
       socket.once('error', reject);
       socket.on('message', (msg, rinfo) => {
         void this.handle(msg, 'udp').then((reply) => {
-          if (reply !== undefined && this.#udp === socket) socket.send(reply, rinfo.port, rinfo.address);
+          if (reply !== undefined && this.#udp.includes(socket)) socket.send(reply, rinfo.port, rinfo.address);
         });
       });
-      socket.bind(port, this.#host, () => {
+      socket.bind(port, host, () => {
         socket.off('error', reject);
         socket.on('error', (err) => this.#logger.error('DNS UDP socket error', { error: err.message }));
         resolve(socket);
@@ -244,8 +248,9 @@ export class DnsProxy {
 
   #meshAnswer(id: number, rd: boolean, q: DnsQuestion, mesh: MeshAddresses): Buffer {
     const answers: RecordToWrite[] = [];
-    if (q.type === RR_TYPE.A || q.type === RR_TYPE.ANY) for (const ip of mesh.v4) answers.push({ name: q.name, type: RR_TYPE.A, ttl: this.#meshTtl, data: ip });
-    if (q.type === RR_TYPE.AAAA || q.type === RR_TYPE.ANY) for (const ip of mesh.v6) answers.push({ name: q.name, type: RR_TYPE.AAAA, ttl: this.#meshTtl, data: ip });
+    const name = q.asSent ?? q.name;
+    if (q.type === RR_TYPE.A || q.type === RR_TYPE.ANY) for (const ip of mesh.v4) answers.push({ name, type: RR_TYPE.A, ttl: this.#meshTtl, data: ip });
+    if (q.type === RR_TYPE.AAAA || q.type === RR_TYPE.ANY) for (const ip of mesh.v6) answers.push({ name, type: RR_TYPE.AAAA, ttl: this.#meshTtl, data: ip });
     return encodeMessage({ id, qr: true, aa: true, rd, ra: true, rcode: RCODE.NOERROR, questions: [q], answers });
   }
 

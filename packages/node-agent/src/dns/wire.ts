@@ -28,6 +28,8 @@ export interface DnsHeader {
 export interface DnsQuestion {
   /** Lower-case, no trailing dot; the root is ''. */
   readonly name: string;
+  /** The name with the case the client sent (answers echo it, for clients that randomize case, "0x20"). */
+  readonly asSent?: string;
   readonly type: number;
   readonly class: number;
 }
@@ -54,8 +56,11 @@ export interface DnsMessage {
 
 const decodeError = (message: string): TrellisError => new TrellisError('TRELLIS_ERR_DNS_DECODE', `malformed DNS message: ${message}`);
 
-/** Reads a possibly compressed name at `offset`; `next` is the offset after the name's in-place bytes. */
-export function readName(buf: Uint8Array, offset: number): { name: string; next: number } {
+/**
+ * Reads a possibly compressed name at `offset`: `name` lower-cased, `asSent` as written; `next` is the offset after
+ * the name's in-place bytes.
+ */
+export function readName(buf: Uint8Array, offset: number): { name: string; asSent: string; next: number } {
   const labels: string[] = [];
   let pos = offset;
   let next = -1;
@@ -82,7 +87,8 @@ export function readName(buf: Uint8Array, offset: number): { name: string; next:
     labels.push(Buffer.from(buf.subarray(pos + 1, pos + 1 + len)).toString('latin1'));
     pos += 1 + len;
   }
-  return { name: labels.join('.').toLowerCase(), next };
+  const asSent = labels.join('.');
+  return { name: asSent.toLowerCase(), asSent, next };
 }
 
 function u16(buf: Uint8Array, o: number): number {
@@ -116,8 +122,8 @@ export function parseMessage(buf: Uint8Array): DnsMessage {
   let pos = 12;
   const questions: DnsQuestion[] = [];
   for (let i = 0; i < counts[0]; i++) {
-    const { name, next } = readName(buf, pos);
-    questions.push({ name, type: u16(buf, next), class: u16(buf, next + 2) });
+    const { name, asSent, next } = readName(buf, pos);
+    questions.push({ name, asSent, type: u16(buf, next), class: u16(buf, next + 2) });
     pos = next + 4;
   }
   const sections: DnsRecord[][] = [[], [], []];
@@ -234,7 +240,7 @@ export function encodeMessage(m: MessageToWrite): Buffer {
     const tail = Buffer.alloc(4);
     tail.writeUInt16BE(q.type, 0);
     tail.writeUInt16BE(q.class, 2);
-    parts.push(encodeName(q.name), tail);
+    parts.push(encodeName(q.asSent ?? q.name), tail);
   }
   for (const r of answers) {
     const data = rdata(r);

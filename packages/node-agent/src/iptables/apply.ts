@@ -5,7 +5,8 @@
  * flushes it, so the chains are refilled, never appended to), then adds each jump rule from a built-in chain only
  * when `iptables -C` says it is missing. Jumps are inserted at the top of the built-in chain so host rules that
  * ACCEPT or RETURN early cannot bypass capture. `uninstall` deletes Trellis's jump rules (every copy), then flushes
- * and deletes Trellis's chains; the host's own rules and chains are never touched. Both work per family
+ * and deletes Trellis's chains (every `TRELLIS_*` chain of the nat and raw tables, whatever options installed
+ * them); the host's own rules and chains are never touched. Both work per family
  * (iptables, and ip6tables unless IPv6 is off).
  *
  * Commands run through an injected `CommandRunner` so tests can run them inside a network namespace
@@ -14,7 +15,7 @@
 import { spawn } from 'node:child_process';
 import { TrellisError } from '@trellis/api';
 import { resolveCaptureOptions, type CaptureOptions } from './options.js';
-import { captureRules, splitRules, TRELLIS_CHAINS, type JumpRule } from './rules.js';
+import { captureRules, isTrellisChain, splitRules, TRELLIS_TABLES, type JumpRule } from './rules.js';
 
 export interface CommandResult {
   readonly code: number;
@@ -80,29 +81,31 @@ export async function installCapture(options: Partial<CaptureOptions>, run: Comm
   if (o.ipv6) await installFamily(run, TOOLS[6], rules.v6);
 }
 
-/** The nat rules of built-in chains that jump to a Trellis chain, as `iptables-save` prints them. */
-function trellisJumps(saved: string): JumpRule[] {
+/** The rules of built-in chains that jump to a Trellis chain, as `iptables-save` prints them. */
+function trellisJumps(saved: string, table: string): JumpRule[] {
   const out: JumpRule[] = [];
   for (const line of saved.split('\n')) {
-    const m = /^-A (\S+) (.*-j (TRELLIS_\S+).*)$/.exec(line);
-    if (m === null || TRELLIS_CHAINS.includes(m[1]!) || !TRELLIS_CHAINS.includes(m[3]!)) continue;
-    out.push({ table: 'nat', chain: m[1]!, spec: m[2]!.split(/\s+/) });
+    const m = /^-A (\S+) (.*-j (\S+).*)$/.exec(line);
+    if (m === null || isTrellisChain(m[1]!) || !isTrellisChain(m[3]!)) continue;
+    out.push({ table, chain: m[1]!, spec: m[2]!.split(/\s+/) });
   }
   return out;
 }
 
 async function uninstallFamily(run: CommandRunner, tools: Tools, saveCommand: string): Promise<void> {
-  const saved = await run(saveCommand, ['-t', 'nat']);
-  if (saved.code !== 0) {
-    throw new TrellisError('TRELLIS_ERR_CAPTURE_COMMAND', `${saveCommand} -t nat failed (exit ${saved.code}): ${saved.stderr.trim()}`);
+  for (const table of TRELLIS_TABLES) {
+    const saved = await run(saveCommand, ['-t', table]);
+    if (saved.code !== 0) {
+      throw new TrellisError('TRELLIS_ERR_CAPTURE_COMMAND', `${saveCommand} -t ${table} failed (exit ${saved.code}): ${saved.stderr.trim()}`);
+    }
+    // Every jump into a Trellis chain from a built-in chain, whatever options installed it.
+    for (const j of trellisJumps(saved.stdout, table)) {
+      while ((await run(tools.iptables, jumpArgs(j, '-C'))).code === 0) await must(run, tools.iptables, jumpArgs(j, '-D'));
+    }
+    const present = [...saved.stdout.matchAll(/^:(TRELLIS_\S+) /gm)].map((m) => m[1]!);
+    for (const c of present) await must(run, tools.iptables, ['-w', '-t', table, '-F', c]);
+    for (const c of present) await must(run, tools.iptables, ['-w', '-t', table, '-X', c]);
   }
-  // Every jump into a Trellis chain from a built-in chain, whatever options installed it.
-  for (const j of trellisJumps(saved.stdout)) {
-    while ((await run(tools.iptables, jumpArgs(j, '-C'))).code === 0) await must(run, tools.iptables, jumpArgs(j, '-D'));
-  }
-  const present = TRELLIS_CHAINS.filter((c) => new RegExp(`^:${c} `, 'm').test(saved.stdout));
-  for (const c of present) await must(run, tools.iptables, ['-w', '-t', 'nat', '-F', c]);
-  for (const c of present) await must(run, tools.iptables, ['-w', '-t', 'nat', '-X', c]);
 }
 
 /**

@@ -15,6 +15,15 @@
  *                         `TRELLIS_REDIRECT`.
  * - `TRELLIS_DNS`         UDP and TCP to port 53 → REDIRECT to the DNS proxy (15053).
  *
+ * With DNS capture on, the raw table gets Istio's conntrack zones, so the DNS proxy's own query to an upstream can
+ * never be taken for (and NATed like) an application's query that happens to use the same 5-tuple:
+ * - `TRELLIS_DNS_CT`    (from OUTPUT, UDP): the excluded owners' queries to port 53 → zone 1, their answers from
+ *                       the DNS proxy port → zone 2; everyone else's queries to port 53 → zone 2.
+ * - `TRELLIS_DNS_CT_IN` (from PREROUTING, UDP): answers from port 53 (upstream → DNS proxy) → zone 1.
+ * The CT target only sets the zone of a packet's first match, so the order above decides. This requires the DNS
+ * proxy to run under an excluded uid/gid (the agent's primary group is the proxy gid), or its answers would not be
+ * un-NATed.
+ *
  * Lines are in restore syntax. Lines appending to a built-in chain (`-A OUTPUT …`, `-A PREROUTING …`) are the jump
  * rules: `install` adds them only when missing and `uninstall` deletes them, so they are never duplicated.
  */
@@ -28,8 +37,17 @@ export const CHAINS = Object.freeze({
   dns: 'TRELLIS_DNS',
 });
 
-/** Every chain Trellis owns, in declaration order; all live in the nat table. */
+/** Chains in the raw table (DNS conntrack zones). */
+export const RAW_CHAINS = Object.freeze({ dnsOut: 'TRELLIS_DNS_CT', dnsIn: 'TRELLIS_DNS_CT_IN' });
+
+/** Chains of the nat table, in declaration order. */
 export const TRELLIS_CHAINS: readonly string[] = Object.freeze([CHAINS.inbound, CHAINS.inRedirect, CHAINS.output, CHAINS.redirect, CHAINS.dns]);
+
+/** Every chain whose name starts with `TRELLIS_` belongs to Trellis (uninstall removes all of them). */
+export const isTrellisChain = (name: string): boolean => name.startsWith('TRELLIS_');
+
+/** The tables Trellis writes to. */
+export const TRELLIS_TABLES: readonly string[] = Object.freeze(['nat', 'raw']);
 
 export interface CaptureRules {
   /** iptables-restore input for IPv4, one line per element. */
@@ -98,6 +116,17 @@ function familyRules(o: CaptureOptions, f: Family): string[] {
   if (inboundOn) lines.push(`-A PREROUTING -p tcp -j ${CHAINS.inbound}`);
   lines.push(o.dns ? `-A OUTPUT -j ${CHAINS.output}` : `-A OUTPUT -p tcp -j ${CHAINS.output}`);
   lines.push('COMMIT');
+
+  if (o.dns) {
+    lines.push('*raw', `:${RAW_CHAINS.dnsOut} - [0:0]`, `:${RAW_CHAINS.dnsIn} - [0:0]`);
+    for (const owner of owners) {
+      add(RAW_CHAINS.dnsOut, `-p udp --dport 53 -m owner ${owner} -j CT --zone 1`);
+      add(RAW_CHAINS.dnsOut, `-p udp --sport ${o.dnsPort} -m owner ${owner} -j CT --zone 2`);
+    }
+    add(RAW_CHAINS.dnsOut, '-p udp --dport 53 -j CT --zone 2');
+    add(RAW_CHAINS.dnsIn, '-p udp --sport 53 -j CT --zone 1');
+    lines.push(`-A OUTPUT -p udp -j ${RAW_CHAINS.dnsOut}`, `-A PREROUTING -p udp -j ${RAW_CHAINS.dnsIn}`, 'COMMIT');
+  }
   return lines;
 }
 
@@ -128,7 +157,7 @@ export function splitRules(lines: readonly string[]): { readonly ownChains: stri
   for (const line of lines) {
     if (line.startsWith('*')) table = line.slice(1);
     const m = /^-A (\S+) (.*)$/.exec(line);
-    if (m !== null && !TRELLIS_CHAINS.includes(m[1]!)) {
+    if (m !== null && !isTrellisChain(m[1]!)) {
       jumps.push(Object.freeze({ table, chain: m[1]!, spec: Object.freeze(m[2]!.split(/\s+/)) }));
       continue;
     }

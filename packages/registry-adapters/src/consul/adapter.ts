@@ -8,7 +8,7 @@
  * turns the shard `stale` with the error and keeps the last content.
  */
 import { setMaxListeners } from 'node:events';
-import type { Protocol, RegistryAdapter, RegistryChange, SourceKind } from '@trellis/model';
+import type { Problem, Protocol, RegistryAdapter, RegistryChange, SourceKind } from '@trellis/model';
 import { TrellisError } from '@trellis/model';
 import { convertConsulService, type ConsulHealthEntry } from './convert.js';
 import { Backoff, TokenBucket, childSignal, systemClock, type BackoffOptions, type Clock } from './runtime.js';
@@ -80,7 +80,7 @@ export class ConsulAdapter implements RegistryAdapter {
 
   watch(signal: AbortSignal): AsyncIterable<RegistryChange> {
     const publisher = new ShardPublisher('consul', this.shard, this.clock);
-    void this.run(publisher, signal);
+    this.run(publisher, signal).catch((err: unknown) => publisher.fail(err));
     return publisher.changes(signal);
   }
 
@@ -127,7 +127,7 @@ export class ConsulAdapter implements RegistryAdapter {
     const failing = new Set<string>();
     let catalogDone = false;
     const ignore = new Set(this.options.ignoreServices ?? ['consul']);
-    const problems = new Map<string, import('@trellis/model').Problem[]>();
+    const problems = new Map<string, Problem[]>();
 
     const succeeded = (loop: string): void => {
       failing.delete(loop);
@@ -204,7 +204,9 @@ export class ConsulAdapter implements RegistryAdapter {
           const own = childSignal(signal);
           watchers.set(name, own);
           if (!catalogDone) initial.add(`service:${name}`);
-          void watchService(name, own.signal).finally(() => own.dispose());
+          watchService(name, own.signal)
+            .catch((err: unknown) => publisher.fail(err))
+            .finally(() => own.dispose());
         }
         catalogDone = true;
         succeeded('catalog');

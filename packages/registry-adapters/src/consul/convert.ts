@@ -34,7 +34,7 @@ export interface ConsulConvertOptions {
   /** Shard id, e.g. `consul:dc1`. */
   readonly shard: string;
   readonly datacenter: string;
-  /** Hostname template; tokens `{service}`, `{dc}`, `{namespace}`. Default `{service}.service.consul`. */
+  /** Hostname template; tokens `{service}`, `{dc}` (or `{datacenter}`), `{namespace}`. Default `{service}.service.consul`. */
   readonly hostnameTemplate?: string;
   /** Hub namespace of the produced values. Default `default`. */
   readonly namespace?: string;
@@ -59,6 +59,7 @@ export function consulHostname(service: string, options: ConsulConvertOptions): 
   return expandTemplate(options.hostnameTemplate ?? '{service}.service.consul', {
     service,
     dc: options.datacenter,
+    datacenter: options.datacenter,
     namespace: options.consulNamespace ?? 'default',
   }).toLowerCase();
 }

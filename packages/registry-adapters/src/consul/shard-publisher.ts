@@ -9,16 +9,17 @@
  * reached; the first item carrying content is always a full `snapshot`, and it is yielded only after a successful
  * full sync (`ready()`), so a failure never produces an empty snapshot. Later content changes are `update`s.
  */
-import type { Problem, RegistryChange, ServiceEntry, ShardStatus, SourceKind, WorkloadEntry } from '@trellis/model';
-import { serviceKey, workloadKey } from '@trellis/model';
+import type { Problem, RegistryChange, Resource, ServiceEntry, ShardStatus, SourceKind, WorkloadEntry } from '@trellis/model';
+import { resourceKey, serviceKey, workloadKey } from '@trellis/model';
 import { deepFreeze, errorMessage, type Clock } from './runtime.js';
 
 interface Group {
   readonly services: ReadonlyMap<string, { readonly value: ServiceEntry; readonly json: string }>;
   readonly workloads: ReadonlyMap<string, { readonly value: WorkloadEntry; readonly json: string }>;
+  readonly configs: ReadonlyMap<string, { readonly value: Resource; readonly json: string }>;
 }
 
-const EMPTY: Group = { services: new Map(), workloads: new Map() };
+const EMPTY: Group = { services: new Map(), workloads: new Map(), configs: new Map() };
 
 export class ShardPublisher {
   private readonly current = new Map<string, Group>();
@@ -39,10 +40,11 @@ export class ShardPublisher {
   ) {}
 
   /** Replaces the content of one group. */
-  setGroup(group: string, services: readonly ServiceEntry[], workloads: readonly WorkloadEntry[]): void {
+  setGroup(group: string, services: readonly ServiceEntry[], workloads: readonly WorkloadEntry[], configs: readonly Resource[] = []): void {
     this.current.set(group, {
       services: new Map(services.map((s) => [serviceKey(s), { value: s, json: JSON.stringify(s) }])),
       workloads: new Map(workloads.map((w) => [workloadKey(w), { value: w, json: JSON.stringify(w) }])),
+      configs: new Map(configs.map((c) => [resourceKey(c), { value: c, json: JSON.stringify(c) }])),
     });
     this.dirty.add(group);
     this.signal();
@@ -144,11 +146,13 @@ export class ShardPublisher {
           lastStatus = JSON.stringify(status);
           const services: ServiceEntry[] = [];
           const workloads: WorkloadEntry[] = [];
+          const configs: Resource[] = [];
           for (const g of emitted.values()) {
             for (const s of g.services.values()) services.push(s.value);
             for (const w of g.workloads.values()) workloads.push(w.value);
+            for (const c of g.configs.values()) configs.push(c.value);
           }
-          yield deepFreeze({ type: 'snapshot', services, workloads, configs: [], status });
+          yield deepFreeze({ type: 'snapshot', services, workloads, configs, status });
           continue;
         }
         // Before the first snapshot only a failure is worth reporting; content in progress is not.
@@ -158,11 +162,14 @@ export class ShardPublisher {
         const upWorkloads: WorkloadEntry[] = [];
         const rmServices: string[] = [];
         const rmWorkloads: string[] = [];
+        const upConfigs: Resource[] = [];
+        const rmConfigs: string[] = [];
         for (const name of this.dirty) {
           const before = emitted.get(name) ?? EMPTY;
           const after = this.current.get(name) ?? EMPTY;
           diff(before.services, after.services, upServices, rmServices);
           diff(before.workloads, after.workloads, upWorkloads, rmWorkloads);
+          diff(before.configs, after.configs, upConfigs, rmConfigs);
           if (this.current.has(name)) emitted.set(name, after);
           else emitted.delete(name);
         }
@@ -170,18 +177,20 @@ export class ShardPublisher {
         // A key that moved from one group to another is both removed and upserted: keep the upsert.
         const upS = new Set(upServices.map(serviceKey));
         const upW = new Set(upWorkloads.map(workloadKey));
+        const upC = new Set(upConfigs.map(resourceKey));
         const remove = {
           services: rmServices.filter((k) => !upS.has(k)),
           workloads: rmWorkloads.filter((k) => !upW.has(k)),
-          configs: [],
+          configs: rmConfigs.filter((k) => !upC.has(k)),
         };
-        if (upServices.length + upWorkloads.length + remove.services.length + remove.workloads.length > 0) {
+        const upserts = upServices.length + upWorkloads.length + upConfigs.length;
+        if (upserts + remove.services.length + remove.workloads.length + remove.configs.length > 0) {
           this.lastChange = new Date(this.clock.now()).toISOString();
           const status = this.status();
           lastStatus = JSON.stringify(status);
           yield deepFreeze({
             type: 'update',
-            upsert: { services: upServices, workloads: upWorkloads, configs: [] },
+            upsert: { services: upServices, workloads: upWorkloads, configs: upConfigs },
             remove,
             status,
           });

@@ -72,7 +72,7 @@ export class EurekaAdapter implements RegistryAdapter {
 
   watch(signal: AbortSignal): AsyncIterable<RegistryChange> {
     const publisher = new ShardPublisher('eureka', this.shard, this.clock);
-    void this.run(publisher, signal);
+    this.run(publisher, signal).catch((err: unknown) => publisher.fail(err));
     return publisher.changes(signal);
   }
 

@@ -50,7 +50,7 @@ export interface EurekaConvertOptions {
   /** Shard id, e.g. `eureka:default`. */
   readonly shard: string;
   /**
-   * Hostname template over the app name; token `{app}` is the app name lower-cased with `_` replaced by `-`
+   * Hostname template over the app name; token `{app}` (alias `{service}`) is the app name lower-cased with `_` replaced by `-`
    * (so `FOO_BAR` → `foo-bar`, a valid DNS label). Default `{app}.eureka`.
    */
   readonly hostnameTemplate?: string;
@@ -106,7 +106,7 @@ function portOf(p: EurekaPort | undefined): number | undefined {
 
 export function eurekaHostname(app: string, options: Pick<EurekaConvertOptions, 'hostnameTemplate'>): string {
   const name = app.toLowerCase().replace(/_/g, '-');
-  return expandTemplate(options.hostnameTemplate ?? '{app}.eureka', { app: name }).toLowerCase();
+  return expandTemplate(options.hostnameTemplate ?? '{app}.eureka', { app: name, service: name }).toLowerCase();
 }
 
 /** Stable workload key of an instance: `instanceId`, else `hostName:port`. */

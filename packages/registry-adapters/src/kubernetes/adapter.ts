@@ -6,7 +6,8 @@
  * refer to it; a Node → every Service. The first snapshot is yielded once all four collections are listed.
  */
 import type { RegistryAdapter, RegistryChange, SourceKind } from '@trellis/model';
-import { systemClock, type BackoffOptions, type Clock } from '../consul/runtime.js';
+import { setMaxListeners } from 'node:events';
+import { childSignal, systemClock, type BackoffOptions, type Clock } from '../consul/runtime.js';
 import { ShardPublisher } from '../consul/shard-publisher.js';
 import { KubeHttpClient, inClusterConnection, loadKubeconfig, type KubeConnection } from './client.js';
 import {
@@ -82,8 +83,14 @@ export class KubernetesAdapter implements RegistryAdapter {
       publisher.fail(err);
       return publisher.changes(signal);
     }
-    signal.addEventListener('abort', () => client.close(), { once: true });
-    this.run(client, publisher, signal);
+    // Every list-watch loop listens on this signal (requests, sleeps): more than Node's default warning limit.
+    const root = childSignal(signal);
+    setMaxListeners(0, root.signal);
+    root.signal.addEventListener('abort', () => {
+      client.close();
+      root.dispose();
+    }, { once: true });
+    this.run(client, publisher, root.signal);
     return publisher.changes(signal);
   }
 
@@ -216,7 +223,7 @@ export class KubernetesAdapter implements RegistryAdapter {
     } as const;
 
     for (const c of collections) {
-      void listWatch(
+      listWatch(
         client,
         PATHS[c],
         {
@@ -242,7 +249,7 @@ export class KubernetesAdapter implements RegistryAdapter {
         },
         { pageSize: this.options.pageSize, watchTimeoutSeconds: this.options.watchTimeoutSeconds, backoff: this.options.backoff, clock: this.clock, random: this.options.random },
         signal,
-      );
+      ).catch((err: unknown) => publisher.fail(err));
     }
   }
 }

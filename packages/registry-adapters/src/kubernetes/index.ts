@@ -20,3 +20,4 @@ export {
 } from './convert.js';
 export { listWatch, type ListWatchHandlers, type ListWatchOptions } from './list-watch.js';
 export { TokenReviewer, type TokenReviewResult, type TokenReviewerOptions } from './token-review.js';
+export { IstioConfigSource, ISTIO_CRD_PATHS, type IstioConfigSourceOptions } from './istio-config.js';

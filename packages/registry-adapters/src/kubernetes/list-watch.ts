@@ -28,6 +28,11 @@ export interface ListWatchOptions {
   readonly backoff?: BackoffOptions;
   readonly clock: Clock;
   readonly random?: () => number;
+  /**
+   * Treat a 404 on the list as an empty collection and look again after this many ms (a CRD that is not
+   * installed). Default: a 404 is an error.
+   */
+  readonly missingRetryMs?: number;
 }
 
 interface List<T> {
@@ -58,7 +63,18 @@ export async function listWatch<T extends KubeObject>(
   while (!signal.aborted) {
     try {
       if (rv === undefined) {
-        const { items, resourceVersion } = await listAll<T>(client, path, options.pageSize ?? 500, signal);
+        let listed: { items: T[]; resourceVersion: string };
+        try {
+          listed = await listAll<T>(client, path, options.pageSize ?? 500, signal);
+        } catch (err) {
+          if (options.missingRetryMs === undefined || !(err instanceof KubeApiError && err.status === 404)) throw err;
+          handlers.replace([]);
+          handlers.ok();
+          backoff.reset();
+          await options.clock.sleep(options.missingRetryMs, signal);
+          continue;
+        }
+        const { items, resourceVersion } = listed;
         stats.lists++;
         rv = resourceVersion;
         gone = 0;

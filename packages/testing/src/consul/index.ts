@@ -1,3 +1,3 @@
 export * from './fake-consul.js';
-export { HttpFake, sendJson, delay } from './http-fake.js';
+export { HttpFake } from './http-fake.js';
 export * from './shard-view.js';

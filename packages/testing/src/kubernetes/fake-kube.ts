@@ -5,7 +5,8 @@
  * `allowWatchBookmarks=true`, ERROR 410 when the asked version is older than the kept history), get/create/
  * replace/merge-patch/delete of items, and `authentication.k8s.io/v1` TokenReview answered from a table.
  *
- * Resources: v1 services, pods, nodes, namespaces, configmaps; discovery.k8s.io/v1 endpointslices.
+ * Resources: v1 services, pods, nodes, namespaces, configmaps; discovery.k8s.io/v1 endpointslices; Istio's
+ * networking.istio.io/v1 and security.istio.io/v1 kinds (unless `istioCrds: false`).
  * Tests mutate state with `apply()`/`remove()`, force history loss with `expireHistory()` (open watches get an
  * ERROR 410 and new watches from older versions too), and simulate outages with `stop()`/`restart()`.
  */
@@ -31,11 +32,35 @@ export const FAKE_KUBE_RESOURCES: readonly FakeKubeResource[] = [
   { group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices', singular: 'endpointslice', kind: 'EndpointSlice', namespaced: true },
 ];
 
+/** Istio's CRDs (v1), served unless `istioCrds: false`. */
+export const FAKE_ISTIO_RESOURCES: readonly FakeKubeResource[] = [
+  ...(
+    [
+      ['serviceentries', 'ServiceEntry'],
+      ['workloadentries', 'WorkloadEntry'],
+      ['workloadgroups', 'WorkloadGroup'],
+      ['virtualservices', 'VirtualService'],
+      ['destinationrules', 'DestinationRule'],
+      ['gateways', 'Gateway'],
+      ['sidecars', 'Sidecar'],
+    ] as const
+  ).map(([plural, kind]) => ({ group: 'networking.istio.io', version: 'v1', plural, singular: kind.toLowerCase(), kind, namespaced: true })),
+  ...(
+    [
+      ['peerauthentications', 'PeerAuthentication'],
+      ['authorizationpolicies', 'AuthorizationPolicy'],
+      ['requestauthentications', 'RequestAuthentication'],
+    ] as const
+  ).map(([plural, kind]) => ({ group: 'security.istio.io', version: 'v1', plural, singular: kind.toLowerCase(), kind, namespaced: true })),
+];
+
 export interface FakeKubeOptions {
   /** When set, requests must carry `Authorization: Bearer <token>` (else 401). */
   readonly token?: string;
   /** Interval of BOOKMARK events on watches that allow them, ms. Default 1000. */
   readonly bookmarkIntervalMs?: number;
+  /** Serve Istio's CRDs (networking.istio.io/v1, security.istio.io/v1). Default true. */
+  readonly istioCrds?: boolean;
 }
 
 type Obj = Record<string, unknown> & { metadata: Record<string, unknown> & { name: string; namespace?: string } };
@@ -77,6 +102,7 @@ export class FakeKubernetes extends HttpFake {
   private history: Event[] = [];
   private readonly watchers = new Set<Watcher>();
   private uid = 0;
+  private readonly resources: readonly FakeKubeResource[];
   /** Tokens TokenReview accepts: token → service-account user (`system:serviceaccount:<ns>:<sa>`) or any username. */
   readonly tokens = new Map<string, { username: string; uid?: string; audiences?: string[] }>();
   /** Every request received (method, URL), for assertions. */
@@ -84,7 +110,8 @@ export class FakeKubernetes extends HttpFake {
 
   constructor(private readonly options: FakeKubeOptions = {}) {
     super();
-    for (const r of FAKE_KUBE_RESOURCES) this.store.set(r.plural, new Map());
+    this.resources = options.istioCrds === false ? FAKE_KUBE_RESOURCES : [...FAKE_KUBE_RESOURCES, ...FAKE_ISTIO_RESOURCES];
+    for (const r of this.resources) this.store.set(r.plural, new Map());
     this.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' } });
     this.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'kube-system' } });
   }
@@ -94,7 +121,7 @@ export class FakeKubernetes extends HttpFake {
   }
 
   private resourceOfKind(kind: string): FakeKubeResource {
-    const r = FAKE_KUBE_RESOURCES.find((x) => x.kind === kind);
+    const r = this.resources.find((x) => x.kind === kind);
     if (!r) throw new Error(`fake kubernetes: unknown kind ${kind}`);
     return r;
   }
@@ -172,7 +199,8 @@ export class FakeKubernetes extends HttpFake {
       return sendJson(res, 200, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: `127.0.0.1:${this.port}` }] });
     }
     if (p === '/apis') {
-      const groups = ['discovery.k8s.io', 'authentication.k8s.io'].map((name) => ({
+      const names = [...new Set(this.resources.map((r) => r.group).filter(Boolean)), 'authentication.k8s.io'];
+      const groups = names.map((name) => ({
         name,
         versions: [{ groupVersion: `${name}/v1`, version: 'v1' }],
         preferredVersion: { groupVersion: `${name}/v1`, version: 'v1' },
@@ -192,7 +220,7 @@ export class FakeKubernetes extends HttpFake {
     if (!m) return sendJson(res, 404, status(404, 'NotFound', 'the server could not find the requested resource'));
     const group = m[2] ?? '';
     const version = m[1] ?? m[3];
-    const resources = FAKE_KUBE_RESOURCES.filter((r) => r.group === group && r.version === version);
+    const resources = this.resources.filter((r) => r.group === group && r.version === version);
     if (resources.length === 0) return sendJson(res, 404, status(404, 'NotFound', 'the server could not find the requested resource'));
     const rest = (m[4] ?? '').split('/').filter(Boolean);
     if (rest.length === 0) {

@@ -249,6 +249,9 @@ describe('dns: proxy', function () {
     expect(second.answers[0]!.ttl).to.equal(40);
     expect(recordValue(bytes, second.answers[0]!)).to.equal('192.0.2.60');
     expect(upstream.count('cached.example')).to.equal(1);
+    const mixed = parseMessage(await rawUdp(proxy.port, query('CACHED.example', RR_TYPE.A, 4)));
+    expect(mixed.questions[0]!.asSent, 'a cached answer echoes the asker’s case').to.equal('CACHED.example');
+    expect(upstream.count('cached.example')).to.equal(1);
     clock += 41_000;
     await rawUdp(proxy.port, query('cached.example', RR_TYPE.A, 3));
     expect(upstream.count('cached.example')).to.equal(2);

@@ -60,6 +60,19 @@ describe('fake Consul, driven by the consul npm client', () => {
     expect((err2 as { statusCode?: number }).statusCode).to.equal(500);
   });
 
+  it('caps the wait (10 minutes by default; shorter here) and answers with the unchanged index', async () => {
+    const capped = await new FakeConsul({ maxWaitMs: 50 }).start();
+    try {
+      const idx = capped.currentIndex;
+      const res = await fetch(`${capped.url}/v1/health/service/web?index=${idx}&wait=10m`);
+      expect(res.status).to.equal(200);
+      expect(res.headers.get('x-consul-index')).to.equal(String(idx));
+      expect(await res.json()).to.deep.equal([]);
+    } finally {
+      await capped.close();
+    }
+  });
+
   it('holds a blocking query until the index moves, and answers at once for an older index', async () => {
     const idx = fake.currentIndex;
     const t0 = Date.now();

@@ -19,6 +19,7 @@ import type { Command } from 'commander';
 import { TrellisError } from '@trellis/model';
 import { DEFAULT_CONTROL_URL, table } from './control-client.js';
 import { UsageError } from './program.js';
+import { registerVmInstall } from './vm-install.js';
 
 export interface MeshInfo {
   readonly trustDomain: string;
@@ -184,6 +185,7 @@ interface ConfigureOptions {
 
 export function registerVm(program: Command, io: VmIo = { out: process.stdout, err: process.stderr }): void {
   const vm = program.command('vm').description('Onboard VMs and bare-metal hosts: bundles and join tokens');
+  registerVmInstall(vm, io);
 
   vm.command('configure')
     .description('Write the bundle a VM needs (mesh.yaml, root-cert.pem, token, agent.env) into --out')

@@ -7,7 +7,7 @@
  * a copy with the client's id and every TTL reduced by the time spent in the cache. The clock is injected; size is
  * bounded (oldest entries go first).
  */
-import { parseMessage, RCODE, RR_TYPE, soaMinimum, type DnsQuestion } from './wire.js';
+import { encodeName, parseMessage, RCODE, RR_TYPE, soaMinimum, type DnsQuestion } from './wire.js';
 
 interface Entry {
   readonly bytes: Buffer;
@@ -54,7 +54,10 @@ export class DnsCache {
     this.#entries.set(key, { bytes: Buffer.from(bytes), storedAt: now, expiresAt: now + ttl * 1000 });
   }
 
-  /** A fresh copy for the client's `id`, TTLs aged; undefined on a miss or expiry. */
+  /**
+   * A fresh copy for the client's `id` and question case (`q.asSent`; compressed owner names pointing at the
+   * question follow it), TTLs aged; undefined on a miss or expiry.
+   */
   get(q: DnsQuestion, id: number): Buffer | undefined {
     const key = cacheKey(q);
     const e = this.#entries.get(key);
@@ -67,6 +70,10 @@ export class DnsCache {
     const elapsed = Math.floor((now - e.storedAt) / 1000);
     const out = Buffer.from(e.bytes);
     out.writeUInt16BE(id, 0);
+    if (q.asSent !== undefined) {
+      const name = encodeName(q.asSent);
+      if (out.subarray(12, 12 + name.length).toString('latin1').toLowerCase() === name.toString('latin1').toLowerCase()) name.copy(out, 12);
+    }
     const msg = parseMessage(out);
     for (const r of [...msg.answers, ...msg.authorities, ...msg.additionals]) {
       if (r.type !== RR_TYPE.OPT) out.writeUInt32BE(Math.max(0, r.ttl - elapsed), r.ttlOffset);

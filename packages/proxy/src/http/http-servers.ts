@@ -59,20 +59,19 @@ export class HttpServers {
       responseHeadersToAdd: [], responseHeadersToRemove: [], responseFlags: '-', upstreamPrincipal: null,
       requestBytes: 0, responseBytes: 0, grpcStatus: null,
     };
-    if (req.headers.upgrade && !h2) {
-      // WebSocket/upgrade passthrough is not implemented: refuse cleanly rather than half-proxying.
-      ctx.responseFlags = 'DPE';
-    }
+    // While draining, HTTP/1.1 responses carry `connection: close` so clients move to another instance.
+    if (this.draining && !h2) (res as http.ServerResponse).shouldKeepAlive = false;
     this.handler(ctx);
   }
 
   /** Stops HTTP/1.1 keep-alive reuse and sends GOAWAY on HTTP/2 sessions (graceful drain). */
   drain(): void {
+    this.draining = true;
     this.h1.closeIdleConnections();
     for (const s of this.h2Sessions) s.close();
-    // in-flight HTTP/1.1 responses get `connection: close`
-    this.h1.on('request', (_req, res: http.ServerResponse) => res.setHeader('connection', 'close'));
   }
+
+  private draining = false;
 
   close(): void {
     this.h1.closeAllConnections();

@@ -72,6 +72,7 @@ describe('proxy: routing, load balancing, TCP, smuggling, passthrough', function
         { match: { path: '/health' }, direct_response: { status: 200, body: { inline_string: 'fine' } } },
         { match: { prefix: '/down' }, route: { cluster: 'down' } },
         { match: { prefix: '/nocluster' }, route: { cluster: 'does-not-exist' } },
+        { match: { prefix: '/slow' }, route: { cluster: 'one-e' } },
       ] },
       { name: 'wild', domains: ['*.wild.example'], routes: [{ match: { prefix: '/' }, route: { cluster: 'one-b' } }] },
       { name: 'lb', domains: ['lb'], routes: [
@@ -104,6 +105,7 @@ describe('proxy: routing, load balancing, TCP, smuggling, passthrough', function
   before(async () => {
     for (const n of names) {
       const s = http.createServer((req, res) => {
+        if (req.url === '/slow') { setTimeout(() => { res.writeHead(200, { 'content-type': 'application/json' }); res.end(JSON.stringify({ backend: n, path: req.url, headers: req.headers })); }, 300); return; }
         res.writeHead(200, { 'content-type': 'application/json', 'x-backend-internal': 'x' });
         res.end(JSON.stringify({ backend: n, path: req.url, headers: req.headers }));
       });
@@ -197,10 +199,10 @@ describe('proxy: routing, load balancing, TCP, smuggling, passthrough', function
   }
 
   const lbCases: { name: string; run: () => Promise<void> }[] = [
-    { name: 'round robin visits every host equally', run: async () => expect(await spread('/rr', 30)).to.deep.equal({ a: 10, b: 10, c: 10 }) },
-    { name: 'weighted round robin follows endpoint weights (3:1)', run: async () => expect(await spread('/weighted', 40)).to.deep.equal({ a: 30, b: 10 }) },
-    { name: 'least request (P2C) uses every host', run: async () => expect(Object.keys(await spread('/lr', 40)).sort()).to.deep.equal(['a', 'b', 'c']) },
-    { name: 'random uses every host', run: async () => expect(Object.keys(await spread('/random', 60)).sort()).to.deep.equal(['a', 'b', 'c']) },
+    { name: 'round robin visits every host equally', run: async () => void expect(await spread('/rr', 30)).to.deep.equal({ a: 10, b: 10, c: 10 }) },
+    { name: 'weighted round robin follows endpoint weights (3:1)', run: async () => void expect(await spread('/weighted', 40)).to.deep.equal({ a: 30, b: 10 }) },
+    { name: 'least request (P2C) uses every host', run: async () => void expect(Object.keys(await spread('/lr', 40)).sort()).to.deep.equal(['a', 'b', 'c']) },
+    { name: 'random uses every host', run: async () => void expect(Object.keys(await spread('/random', 60)).sort()).to.deep.equal(['a', 'b', 'c']) },
     {
       name: 'ring hash on a header: same key, same host; many keys spread', run: async () => {
         expect(Object.keys(await spread('/hash-header', 10, () => ({ 'x-user': 'alice' })))).to.have.length(1);
@@ -219,7 +221,7 @@ describe('proxy: routing, load balancing, TCP, smuggling, passthrough', function
         expect(Object.keys(await spread('/hash-ip', 60, () => ({}), (i) => `127.0.${i}.9`)).length).to.be.greaterThan(2);
       },
     },
-    { name: 'priority failover: unhealthy priority 0 sends everything to priority 1', run: async () => expect(await spread('/failover', 10)).to.deep.equal({ b: 10 }) },
+    { name: 'priority failover: unhealthy priority 0 sends everything to priority 1', run: async () => void expect(await spread('/failover', 10)).to.deep.equal({ b: 10 }) },
     { name: 'weighted clusters split traffic (80/20)', run: async () => {
       const counts: Record<string, number> = {};
       for (let i = 0; i < 200; i++) { const r = await request(p.port('http'), '/split', { host: 'svc.example' }); counts[r.backend!] = (counts[r.backend!] ?? 0) + 1; }
@@ -295,5 +297,20 @@ describe('proxy: routing, load balancing, TCP, smuggling, passthrough', function
       s.on('error', () => resolve(o));
     });
     expect(out).to.equal('');
+  });
+
+  it('drain (as on SIGTERM): stops accepting, finishes the request in flight with connection: close, readiness 503', async () => {
+    const inflight = request(p.port('http'), '/slow', { host: 'svc.example' });
+    await new Promise((r) => setTimeout(r, 100));
+    const portBefore = p.port('http');
+    p.proxy.drain();
+    const r = await inflight;
+    expect(r.status).to.equal(200);
+    expect(r.headers.connection).to.equal('close');
+    const refused = await new Promise<string>((resolve) => { const s = net.connect(portBefore, '127.0.0.1'); s.on('connect', () => { s.destroy(); resolve('connected'); }); s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error')); });
+    expect(refused).to.equal('ECONNREFUSED');
+    const ready = await fetch(`http://127.0.0.1:${p.proxy.healthPort}/healthz/ready`);
+    expect(ready.status).to.equal(503);
+    expect(await ready.text()).to.contain('draining');
   });
 });

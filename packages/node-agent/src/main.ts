@@ -15,6 +15,7 @@ import { combineObservers, type Logger } from './observer.js';
 import { AGENT_SETTINGS, parseDurationSeconds, parseHostPort, resolveAgentOptions, type AgentOptions } from './options.js';
 import { SdsServer, trustBundle } from './sds-server.js';
 import { SystemdNotifier } from './systemd-notify.js';
+import { registerIptablesCommand } from './cli/iptables.js';
 
 function jsonLogger(stream: NodeJS.WritableStream): Logger {
   const write = (level: string) => (message: string, fields?: Record<string, unknown>): void => {
@@ -78,25 +79,28 @@ async function main(argv: string[]): Promise<void> {
   for (const s of AGENT_SETTINGS) {
     program.addOption(new Option(s.flag, `${s.description} (default ${JSON.stringify(s.default)})`).env(s.env));
   }
-  program.parse(argv);
-  const options = resolveAgentOptions(program.opts<Partial<Record<keyof AgentOptions, string>>>(), process.env);
-  const logger = jsonLogger(process.stderr);
-  const controller = new AbortController();
-  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
-    process.once(sig, () => {
-      logger.info('stopping', { signal: sig });
-      controller.abort();
-    });
-  }
-  try {
-    await runAgent(options, logger, controller.signal);
-    process.exitCode = 0;
-  } catch (e) {
-    if (controller.signal.aborted) return;
-    const message = e instanceof TrellisError ? e.message : (e as Error).stack ?? String(e);
-    process.stderr.write(`trellis-agent: ${message}\n`);
-    process.exitCode = exitCodeFor(e);
-  }
+  registerIptablesCommand(program);
+  program.action(async () => {
+    const options = resolveAgentOptions(program.opts<Partial<Record<keyof AgentOptions, string>>>(), process.env);
+    const logger = jsonLogger(process.stderr);
+    const controller = new AbortController();
+    for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+      process.once(sig, () => {
+        logger.info('stopping', { signal: sig });
+        controller.abort();
+      });
+    }
+    try {
+      await runAgent(options, logger, controller.signal);
+      process.exitCode = 0;
+    } catch (e) {
+      if (controller.signal.aborted) return;
+      const message = e instanceof TrellisError ? e.message : (e as Error).stack ?? String(e);
+      process.stderr.write(`trellis-agent: ${message}\n`);
+      process.exitCode = exitCodeFor(e);
+    }
+  });
+  await program.parseAsync(argv);
 }
 
 await main(process.argv);

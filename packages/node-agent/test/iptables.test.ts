@@ -94,7 +94,20 @@ describe('iptables: capture rules', () => {
     await installCapture({ ipv6: false }, runner);
     expect(first).to.equal(4);
     expect(calls.filter((c) => c.includes(' -I '))).to.deep.equal([]);
-    expect(calls[0]).to.equal('iptables-restore --noflush');
+    expect(calls[0]).to.equal('iptables-restore -w --noflush');
+  });
+});
+
+describe('iptables: apply without IPv6 in the kernel', () => {
+  it('skips ip6tables and says so', async () => {
+    const commands: string[] = [];
+    const runner: CommandRunner = async (cmd, args) => {
+      commands.push(cmd);
+      return { code: args.includes('-C') ? 1 : 0, stdout: '', stderr: '' };
+    };
+    const applied = await installCapture({}, runner, { ipv6Available: () => false });
+    expect(applied.ipv6).to.equal(false);
+    expect(commands.filter((c) => c.startsWith('ip6tables'))).to.deep.equal([]);
   });
 });
 
@@ -138,6 +151,6 @@ describe('iptables: CLI', () => {
       error = err;
     }
     expect(error).to.have.property('exitCode', 1);
-    expect(out.join('')).to.include('iptables-restore --noflush failed (exit 4): iptables-restore: unable to initialize table nat');
+    expect(out.join('')).to.include('iptables-restore -w --noflush failed (exit 4): iptables-restore: unable to initialize table nat');
   });
 });

@@ -272,7 +272,8 @@ export class AdsServer {
     for (const r of selected) {
       let enc = this.#encoded.get(r.body);
       if (!enc) {
-        const key = `${type}\0${JSON.stringify(r.body)}`;
+        // Keyed by a digest of the JSON, not the JSON itself: a thousand proxies' worth of keys stays small.
+        const key = createHash('sha1').update(type).update('\0').update(JSON.stringify(r.body)).digest('base64');
         enc = this.#byContent.get(key);
         if (!enc) {
           enc = this.#byContentPrev.get(key);

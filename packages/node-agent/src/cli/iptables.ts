@@ -108,17 +108,16 @@ export function registerIptablesCommand(program: Command, deps: IptablesCommandD
   withCaptureFlags(iptables.command('install').description('install (or refresh) the rules; idempotent')).action(async function (this: Command) {
     try {
       const o = toOptions(this.opts<RawFlags>());
-      await installCapture(o, run);
-      out.write(`capture rules installed (IPv4${o.ipv6 ? ' and IPv6' : ''})\n`);
+      const applied = await installCapture(o, run);
+      const note = o.ipv6 && !applied.ipv6 ? '; IPv6 skipped: the kernel has no IPv6' : '';
+      out.write(`capture rules installed (IPv4${applied.ipv6 ? ' and IPv6' : ''}${note})\n`);
     } catch (err) {
       fail(this, err);
     }
   });
 
-  iptables
-    .command('uninstall')
-    .description("remove Trellis's chains and jump rules; the host's own rules stay")
-    .option('--no-ipv6', 'leave ip6tables alone')
+  // Takes the install flags too (only --no-ipv6 matters), so a unit can pass the same arguments to both.
+  withCaptureFlags(iptables.command('uninstall').description("remove Trellis's chains and jump rules; the host's own rules stay"))
     .action(async function (this: Command) {
       try {
         const { ipv6 } = this.opts<{ ipv6: boolean }>();

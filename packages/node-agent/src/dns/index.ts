@@ -3,3 +3,4 @@ export * from './resolv-conf.js';
 export * from './name-table.js';
 export * from './cache.js';
 export * from './proxy.js';
+export * from './name-table-client.js';

@@ -132,7 +132,8 @@ export class DnsProxy {
       }
     }
     this.#logger.info('DNS proxy listening', { addresses: this.#hosts.map((h) => `${h}:${this.port}`), upstreams: this.upstreams.map((u) => `${u.host}:${u.port}`), search: this.#conf.search });
-    signal?.addEventListener('abort', () => void this.close(), { once: true });
+    if (signal?.aborted) await this.close();
+    else signal?.addEventListener('abort', () => void this.close(), { once: true });
   }
 
   /** Stops both listeners and drops open TCP connections. */

@@ -13,6 +13,7 @@
  * (`ip netns exec NS …`) or record them.
  */
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { TrellisError } from '@trellis/api';
 import { resolveCaptureOptions, type CaptureOptions } from './options.js';
 import { captureRules, isTrellisChain, splitRules, TRELLIS_TABLES, type JumpRule } from './rules.js';
@@ -65,7 +66,7 @@ const jumpArgs = (j: JumpRule, op: '-C' | '-I' | '-D'): string[] => ['-w', '-t',
 
 async function installFamily(run: CommandRunner, tools: Tools, lines: readonly string[]): Promise<void> {
   const { ownChains, jumps } = splitRules(lines);
-  await must(run, tools.restore, ['--noflush'], ownChains);
+  await must(run, tools.restore, ['-w', '--noflush'], ownChains);
   // Insert in reverse so that, when several jumps land in one chain, they end up in declaration order.
   for (const j of [...jumps].reverse()) {
     if ((await run(tools.iptables, jumpArgs(j, '-C'))).code === 0) continue;
@@ -73,12 +74,27 @@ async function installFamily(run: CommandRunner, tools: Tools, lines: readonly s
   }
 }
 
+/** Whether the kernel has IPv6 (the file is absent when IPv6 is disabled with `ipv6.disable=1`). */
+export const kernelHasIpv6 = (): boolean => existsSync('/proc/net/if_inet6');
+
+export interface ApplyEnvironment {
+  /** Default: `kernelHasIpv6`. When false, IPv6 is skipped even if asked for (there is nothing to capture). */
+  readonly ipv6Available?: () => boolean;
+}
+
+/** What was applied: IPv4 always, IPv6 when asked for and the kernel has it. */
+export interface ApplyResult {
+  readonly ipv6: boolean;
+}
+
 /** Installs (or refreshes) the rules; running it again changes nothing. */
-export async function installCapture(options: Partial<CaptureOptions>, run: CommandRunner = spawnRunner()): Promise<void> {
+export async function installCapture(options: Partial<CaptureOptions>, run: CommandRunner = spawnRunner(), env: ApplyEnvironment = {}): Promise<ApplyResult> {
   const o = resolveCaptureOptions(options);
   const rules = captureRules(o);
+  const ipv6 = o.ipv6 && (env.ipv6Available ?? kernelHasIpv6)();
   await installFamily(run, TOOLS[4], rules.v4);
-  if (o.ipv6) await installFamily(run, TOOLS[6], rules.v6);
+  if (ipv6) await installFamily(run, TOOLS[6], rules.v6);
+  return Object.freeze({ ipv6 });
 }
 
 /** The rules of built-in chains that jump to a Trellis chain, as `iptables-save` prints them. */
@@ -112,7 +128,9 @@ async function uninstallFamily(run: CommandRunner, tools: Tools, saveCommand: st
  * Removes every Trellis jump rule and chain (IPv4, and IPv6 unless `ipv6: false`); leaves everything else alone.
  * Safe to run when nothing is installed.
  */
-export async function uninstallCapture(options: { readonly ipv6?: boolean } = {}, run: CommandRunner = spawnRunner()): Promise<void> {
+export async function uninstallCapture(options: { readonly ipv6?: boolean } = {}, run: CommandRunner = spawnRunner(), env: ApplyEnvironment = {}): Promise<ApplyResult> {
+  const ipv6 = options.ipv6 !== false && (env.ipv6Available ?? kernelHasIpv6)();
   await uninstallFamily(run, TOOLS[4], 'iptables-save');
-  if (options.ipv6 !== false) await uninstallFamily(run, TOOLS[6], 'ip6tables-save');
+  if (ipv6) await uninstallFamily(run, TOOLS[6], 'ip6tables-save');
+  return Object.freeze({ ipv6 });
 }

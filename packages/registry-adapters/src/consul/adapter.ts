@@ -11,15 +11,11 @@ import { setMaxListeners } from 'node:events';
 import type { Problem, Protocol, RegistryAdapter, RegistryChange, SourceKind } from '@trellis/model';
 import { TrellisError } from '@trellis/model';
 import { convertConsulService, type ConsulHealthEntry } from './convert.js';
-import { Backoff, TokenBucket, childSignal, systemClock, type BackoffOptions, type Clock } from './runtime.js';
-import { ShardPublisher } from './shard-publisher.js';
+import { Backoff, TokenBucket, childSignal, systemClock, type BackoffOptions, type Clock } from '../runtime.js';
+import { ShardPublisher } from '../shard-publisher.js';
+import type { FetchFunction } from '../runtime.js';
 
-/** The subset of `fetch` the adapters use; inject one to stub the network. */
-export type FetchFunction = (url: string, init: { headers: Record<string, string>; signal: AbortSignal; method?: string; body?: string }) => Promise<{
-  readonly status: number;
-  readonly headers: { get(name: string): string | null };
-  text(): Promise<string>;
-}>;
+export type { FetchFunction };
 
 export interface ConsulAdapterOptions {
   /** Base URL of a Consul agent or server, e.g. `http://127.0.0.1:8500`. */

@@ -5,8 +5,8 @@
  * its instances, and one WorkloadEntry per instance (key `<node>/<service id>`).
  */
 import type { Health, Problem, Protocol, ServiceEntry, WorkloadEntry } from '@trellis/model';
-import { expandTemplate, localityOf, parseProtocol, portNameFor, reconcilePorts } from './protocol.js';
-import { deepFreeze } from './runtime.js';
+import { expandTemplate, localityOf, parseProtocol, portNameFor, reconcilePorts } from '../port-protocol.js';
+import { deepFreeze } from '../runtime.js';
 
 /** One element of the `/v1/health/service/:name` array (fields Trellis reads; Consul sends more). */
 export interface ConsulHealthEntry {

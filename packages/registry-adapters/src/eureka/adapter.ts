@@ -10,9 +10,9 @@
  */
 import type { Problem, Protocol, RegistryAdapter, RegistryChange, SourceKind } from '@trellis/model';
 import { TrellisError } from '@trellis/model';
-import type { FetchFunction } from '../consul/adapter.js';
-import { Backoff, childSignal, systemClock, type BackoffOptions, type Clock } from '../consul/runtime.js';
-import { ShardPublisher } from '../consul/shard-publisher.js';
+import type { FetchFunction } from '../runtime.js';
+import { Backoff, childSignal, systemClock, type BackoffOptions, type Clock } from '../runtime.js';
+import { ShardPublisher } from '../shard-publisher.js';
 import {
   applicationsOf,
   convertEurekaApp,

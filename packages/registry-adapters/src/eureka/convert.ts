@@ -6,8 +6,8 @@
  * where `application` or `instance` is a single object instead of an array.
  */
 import type { Health, Problem, Protocol, ServiceEntry, WorkloadEntry } from '@trellis/model';
-import { expandTemplate, localityOf, parseProtocol, portNameFor, reconcilePorts } from '../consul/protocol.js';
-import { deepFreeze } from '../consul/runtime.js';
+import { expandTemplate, localityOf, parseProtocol, portNameFor, reconcilePorts } from '../port-protocol.js';
+import { deepFreeze } from '../runtime.js';
 
 export interface EurekaPort {
   readonly $?: number | string;

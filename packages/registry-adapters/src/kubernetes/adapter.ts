@@ -7,8 +7,8 @@
  */
 import type { RegistryAdapter, RegistryChange, SourceKind } from '@trellis/model';
 import { setMaxListeners } from 'node:events';
-import { childSignal, systemClock, type BackoffOptions, type Clock } from '../consul/runtime.js';
-import { ShardPublisher } from '../consul/shard-publisher.js';
+import { childSignal, systemClock, type BackoffOptions, type Clock } from '../runtime.js';
+import { ShardPublisher } from '../shard-publisher.js';
 import { KubeHttpClient, inClusterConnection, loadKubeconfig, type KubeConnection } from './client.js';
 import {
   SERVICE_NAME_LABEL,

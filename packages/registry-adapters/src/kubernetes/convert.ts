@@ -6,8 +6,8 @@
  * the Pod's labels and service account, and the Node's `topology.kubernetes.io/region|zone` as locality.
  */
 import type { Health, Problem, Protocol, ServiceEntry, ServicePort, WorkloadEntry } from '@trellis/model';
-import { localityOf, parseProtocol, portNameFor, protocolFromPortName } from '../consul/protocol.js';
-import { deepFreeze } from '../consul/runtime.js';
+import { localityOf, parseProtocol, portNameFor, protocolFromPortName } from '../port-protocol.js';
+import { deepFreeze } from '../runtime.js';
 
 export interface KubeObjectMeta {
   readonly name: string;

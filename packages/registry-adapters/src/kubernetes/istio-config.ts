@@ -10,8 +10,8 @@
 import type { Kind, Problem, RegistryAdapter, RegistryChange, Resource, SourceKind } from '@trellis/model';
 import { convertToHub, decodeResource } from '@trellis/model';
 import { setMaxListeners } from 'node:events';
-import { childSignal, systemClock, type BackoffOptions, type Clock } from '../consul/runtime.js';
-import { ShardPublisher } from '../consul/shard-publisher.js';
+import { childSignal, systemClock, type BackoffOptions, type Clock } from '../runtime.js';
+import { ShardPublisher } from '../shard-publisher.js';
 import { KubeHttpClient, inClusterConnection, loadKubeconfig, type KubeConnection } from './client.js';
 import type { KubeObject } from './convert.js';
 import { listWatch } from './list-watch.js';

@@ -4,8 +4,8 @@
  * version when the server ends a watch, and on `410 Gone` (an HTTP 410 or an ERROR event with code 410) drop
  * everything and re-list. Other errors back off with jitter and retry.
  */
-import type { BackoffOptions, Clock } from '../consul/runtime.js';
-import { Backoff } from '../consul/runtime.js';
+import type { BackoffOptions, Clock } from '../runtime.js';
+import { Backoff } from '../runtime.js';
 import { KubeApiError, type KubeHttpClient } from './client.js';
 import type { KubeObject } from './convert.js';
 

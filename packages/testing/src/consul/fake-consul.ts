@@ -64,6 +64,8 @@ export class FakeConsul extends HttpFake {
   /** Raft index: every write bumps it. */
   private index = 1;
   private readonly instances = new Map<string, Stored>();
+  /** Keys of `instances` by service name, so a health query does not scan every instance. */
+  private readonly byService = new Map<string, Set<string>>();
   /** Blocked queries: `service` undefined for the catalog (woken by any change), else woken by that service's changes. */
   private waiters = new Set<{ service?: string; wake: () => void }>();
   readonly datacenter: string;
@@ -99,7 +101,10 @@ export class FakeConsul extends HttpFake {
   register(instance: FakeConsulInstance): void {
     const dc = instance.datacenter ?? this.datacenter;
     const id = instance.id ?? instance.service;
-    this.instances.set(this.key(dc, instance.node, id), {
+    const k = this.key(dc, instance.node, id);
+    const previous = this.instances.get(k);
+    if (previous && previous.service !== instance.service) this.byService.get(previous.service)?.delete(k);
+    this.instances.set(k, {
       ...instance,
       id,
       datacenter: dc,
@@ -107,6 +112,9 @@ export class FakeConsul extends HttpFake {
       check: instance.check ?? 'passing',
       modifyIndex: this.index + 1,
     });
+    const keys = this.byService.get(instance.service) ?? new Set<string>();
+    keys.add(k);
+    this.byService.set(instance.service, keys);
     this.bump(instance.service);
   }
 
@@ -115,6 +123,8 @@ export class FakeConsul extends HttpFake {
     const s = this.instances.get(k);
     if (!s) return false;
     this.instances.delete(k);
+    this.byService.get(s.service)?.delete(k);
+    if (this.byService.get(s.service)?.size === 0) this.byService.delete(s.service);
     this.bump(s.service);
     return true;
   }
@@ -206,18 +216,29 @@ export class FakeConsul extends HttpFake {
     }
     await this.block(q, health ? decodeURIComponent(health[1]) : undefined);
     if (res.destroyed) return;
-    const inScope = [...this.instances.values()].filter((s) => s.datacenter === dc && s.namespace === ns);
+    const inScope = (s: Stored): boolean => s.datacenter === dc && s.namespace === ns;
     const headers = { 'x-consul-index': String(this.index), 'x-consul-knownleader': 'true', 'x-consul-lastcontact': '0' };
     if (!health) {
       const out: Record<string, string[]> = { consul: [] };
-      for (const s of inScope) out[s.service] = [...new Set([...(out[s.service] ?? []), ...(s.tags ?? [])])];
+      for (const [service, keys] of this.byService) {
+        const tags = new Set<string>();
+        let found = false;
+        for (const k of keys) {
+          const st = this.instances.get(k)!;
+          if (!inScope(st)) continue;
+          found = true;
+          for (const t of st.tags ?? []) tags.add(t);
+        }
+        if (found) out[service] = [...tags];
+      }
       return sendJson(res, 200, out, headers);
     }
     const name = decodeURIComponent(health[1]);
     const passing = q.has('passing') && q.get('passing') !== 'false';
     const tag = q.get('tag');
-    const out = inScope
-      .filter((s) => s.service === name)
+    const out = [...(this.byService.get(name) ?? [])]
+      .map((k) => this.instances.get(k)!)
+      .filter(inScope)
       .filter((s) => !passing || s.check === 'passing')
       .filter((s) => !tag || (s.tags ?? []).includes(tag))
       .sort((a, b) => a.node.localeCompare(b.node) || a.id.localeCompare(b.id))

@@ -2,6 +2,7 @@
  * Base of the registry fakes: an HTTP server on a loopback port chosen by the OS, with `stop()`/`restart()` on
  * the same port to simulate an outage (open connections, including blocked long polls and watches, are cut).
  */
+import { setMaxListeners } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
@@ -28,6 +29,8 @@ export abstract class HttpFake {
   async start(): Promise<this> {
     if (this.server) return this;
     this.outage = new AbortController();
+    // Every held request (blocking query, watch) listens for the outage: thousands are normal in scale tests.
+    setMaxListeners(0, this.outage.signal);
     const server = http.createServer((req, res) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));

@@ -45,6 +45,12 @@ export interface HcmOptions {
   readonly useRemoteAddress?: boolean;
   /** Inbound mTLS chains forward the peer identity (Istio: APPEND_FORWARD of subject, URI, DNS). */
   readonly forwardClientCert?: boolean;
+  /**
+   * Normalise request paths before routing and authorization (inbound and gateway HCMs, where policy is
+   * enforced): RFC 3986 normalisation (`normalize_path`: dot segments, percent-decoding of unreserved characters,
+   * backslashes) plus `merge_slashes` — Istio's MERGE_SLASHES path normalization.
+   */
+  readonly normalizePath?: boolean;
 }
 
 export function hcmConfig(o: HcmOptions): Obj {
@@ -53,6 +59,10 @@ export function hcmConfig(o: HcmOptions): Obj {
   else cfg.route_config = o.routeConfig;
   cfg.http_filters = o.filters ?? httpFilters();
   if (o.useRemoteAddress === true) cfg.use_remote_address = { value: true };
+  if (o.normalizePath === true) {
+    cfg.normalize_path = { value: true };
+    cfg.merge_slashes = true;
+  }
   if (o.forwardClientCert === true) {
     cfg.forward_client_cert_details = 'APPEND_FORWARD';
     cfg.set_current_client_cert_details = { subject: { value: true }, uri: true, dns: true };

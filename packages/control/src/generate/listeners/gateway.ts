@@ -15,8 +15,9 @@ import { socketAddress } from '../proto.js';
 import { gatewayKey, gatewaysFor, serverRouteName, terminatesTls } from '../routes.js';
 import { hostMatches } from '../scope.js';
 import { gatewayDownstream } from '../tls.js';
-import { dedupeChains, hcm, tcpProxy, tlsInspectorFilter } from './filters.js';
+import { dedupeChains, hcm, httpFilters as defaultHttpFilters, tcpProxy, tlsInspectorFilter } from './filters.js';
 import { sniRoutes, tcpRouteTarget } from './l4-routes.js';
+import { securityFilters } from './security-filters.js';
 
 type Obj = Record<string, unknown>;
 
@@ -33,6 +34,9 @@ export function gatewayListeners(snapshot: Snapshot, proxy: ProxyNode): Obj[] {
     e.tls ||= tls;
     byPort.set(port, e);
   };
+  // AuthorizationPolicy / RequestAuthentication selecting the gateway's own labels apply to every server.
+  const sec = securityFilters(snapshot, proxy);
+  const httpFilters = sec.http.length > 0 ? [...sec.http, ...defaultHttpFilters()] : undefined;
   for (const gw of gatewaysFor(snapshot, proxy)) {
     const key = gatewayKey(gw);
     for (const server of gw.spec.servers) {
@@ -40,27 +44,27 @@ export function gatewayListeners(snapshot: Snapshot, proxy: ProxyNode): Obj[] {
       const proto = server.port.protocol;
       const hosts = server.hosts.map(bareHost);
       if (isHttpProtocol(proto)) {
-        add(port, { name: `0.0.0.0_${port}`, filters: [hcm({ statPrefix: `outbound_0.0.0.0_${port}`, rds: serverRouteName(gw, server), useRemoteAddress: true })] }, false);
+        add(port, { name: `0.0.0.0_${port}`, filters: [hcm({ statPrefix: `outbound_0.0.0.0_${port}`, rds: serverRouteName(gw, server), useRemoteAddress: true, normalizePath: true, ...(httpFilters !== undefined ? { filters: httpFilters } : {}) })] }, false);
       } else if ((proto === 'HTTPS' || proto === 'TLS') && terminatesTls(server) && server.tls !== undefined) {
         const match: Obj = hosts.includes('*') ? {} : { server_names: hosts };
         add(port, {
           name: `${serverRouteName(gw, server)}`,
           filter_chain_match: match,
           transport_socket: gatewayDownstream(server.tls, ['h2', 'http/1.1']),
-          filters: [hcm({ statPrefix: `outbound_0.0.0.0_${port}`, rds: serverRouteName(gw, server), useRemoteAddress: true })],
+          filters: [hcm({ statPrefix: `outbound_0.0.0.0_${port}`, rds: serverRouteName(gw, server), useRemoteAddress: true, normalizePath: true, ...(httpFilters !== undefined ? { filters: httpFilters } : {}) })],
         }, true);
       } else if (proto === 'TLS' || proto === 'HTTPS') {
         for (const r of sniRoutes(snapshot, proxy, key, port)) {
           const sni = r.sniHosts.filter((s) => hosts.some((h) => hostMatches(h, s) || hostMatches(s, h)));
           if (sni.length === 0) continue;
           const stat = typeof r.target === 'string' ? r.target : r.target.map((c) => c.name).join(',');
-          add(port, { name: `${sni.join(',')}_${port}`, filter_chain_match: { server_names: sni }, filters: [tcpProxy(stat, r.target)] }, true);
+          add(port, { name: `${sni.join(',')}_${port}`, filter_chain_match: { server_names: sni }, filters: [...sec.network, tcpProxy(stat, r.target)] }, true);
         }
       } else {
         const t = tcpRouteTarget(snapshot, proxy, (h) => hosts.some((sh) => hostMatches(sh, h) || hostMatches(h, sh)), port, key);
         if (t !== undefined) {
           const stat = typeof t === 'string' ? t : t.map((c) => c.name).join(',');
-          add(port, { name: `0.0.0.0_${port}`, filters: [tcpProxy(stat, t)] }, false);
+          add(port, { name: `0.0.0.0_${port}`, filters: [...sec.network, tcpProxy(stat, t)] }, false);
         }
       }
     }

@@ -9,6 +9,8 @@
  * per-port `portLevelMtls` overrides the workload mode. HTTP ports get an HCM with an inline route config
  * `inbound|<port>||` to cluster `inbound|<port>||`; other ports tcp_proxy to it. Ports the workload does not
  * declare pass through to `InboundPassthroughCluster` under the workload's mode.
+ * Policy (docs/security-policy.md): HTTP chains carry jwt_authn and the RBAC filters before the router and normalise
+ * paths; TCP and passthrough chains carry network RBAC before tcp_proxy.
  */
 import type { ProxyNode, Snapshot } from '../../snapshot/types.js';
 import { isHttpProtocol, isHttp2Protocol } from '../clusters.js';
@@ -18,6 +20,7 @@ import { duration, socketAddress, u32 } from '../proto.js';
 import { istioMutualDownstream } from '../tls.js';
 import { ownWorkloadPorts } from '../workload.js';
 import { hcm, originalDstFilter, routerOnly, tcpProxy, tlsInspectorFilter } from './filters.js';
+import { securityFilters, type SecurityFilters } from './security-filters.js';
 
 type Obj = Record<string, unknown>;
 
@@ -30,12 +33,12 @@ function inboundRouteConfig(port: number): Obj {
   };
 }
 
-function portFilters(port: number, protocol: string, tls: boolean): Obj[] {
+function portFilters(port: number, protocol: string, tls: boolean, sec: SecurityFilters): Obj[] {
   const cluster = inboundClusterName(port);
   if (isHttpProtocol(protocol)) {
-    return [hcm({ statPrefix: `inbound_0.0.0.0_${port}`, routeConfig: inboundRouteConfig(port), filters: routerOnly(), forwardClientCert: tls })];
+    return [hcm({ statPrefix: `inbound_0.0.0.0_${port}`, routeConfig: inboundRouteConfig(port), filters: [...sec.http, ...routerOnly()], forwardClientCert: tls, normalizePath: true })];
   }
-  return [tcpProxy(cluster, cluster)];
+  return [...sec.network, tcpProxy(cluster, cluster)];
 }
 
 function alpnFor(protocol: string): string[] {
@@ -63,14 +66,15 @@ function chainsFor(name: string, mode: MtlsMode, baseMatch: Obj, filters: (tls: 
 
 export function inboundListener(snapshot: Snapshot, proxy: ProxyNode): Obj {
   const workload = { namespace: proxy.namespace, labels: proxy.labels };
+  const sec = securityFilters(snapshot, proxy);
   const chains: Obj[] = [
     { name: `${VIRTUAL_INBOUND}-blackhole`, filter_chain_match: { destination_port: u32(INBOUND_CAPTURE_PORT) }, filters: [tcpProxy(BLACKHOLE_CLUSTER, BLACKHOLE_CLUSTER)] },
   ];
   for (const wp of ownWorkloadPorts(snapshot, proxy)) {
     const mode = mtlsModeFor(snapshot, workload, wp.port);
-    chains.push(...chainsFor(`0.0.0.0_${wp.port}`, mode, { destination_port: u32(wp.port) }, (tls) => portFilters(wp.port, wp.protocol, tls), alpnFor(wp.protocol)));
+    chains.push(...chainsFor(`0.0.0.0_${wp.port}`, mode, { destination_port: u32(wp.port) }, (tls) => portFilters(wp.port, wp.protocol, tls, sec), alpnFor(wp.protocol)));
   }
-  const passthrough = (): Obj[] => [tcpProxy(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)];
+  const passthrough = (): Obj[] => [...sec.network, tcpProxy(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)];
   chains.push(...chainsFor(VIRTUAL_INBOUND, mtlsModeFor(snapshot, workload), {}, passthrough, []));
   return {
     name: VIRTUAL_INBOUND,

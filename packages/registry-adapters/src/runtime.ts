@@ -136,3 +136,10 @@ export function childSignal(parent: AbortSignal, timeoutMs?: number): { readonly
     },
   };
 }
+
+/** The subset of `fetch` the adapters use; inject one to stub the network. */
+export type FetchFunction = (url: string, init: { headers: Record<string, string>; signal: AbortSignal; method?: string; body?: string }) => Promise<{
+  readonly status: number;
+  readonly headers: { get(name: string): string | null };
+  text(): Promise<string>;
+}>;

@@ -2,7 +2,7 @@
  * Proxy benchmark: HTTP/1.1 keep-alive through trellis-proxy, through haproxy (Debian) and direct, and two hops
  * (client proxy → mTLS → server proxy) against haproxy doing the same with TLS, all in one run.
  *
- *   node --import tsx bench/proxy.ts [--seconds 5] [--connections 32] [--rate 1000]
+ *   node --import tsx bench/proxy.ts [--seconds 5] [--connections 32] [--rate 1000] [--mesh-h1 1]
  *
  * Origin: a haproxy frontend answering `200 hello` itself (cheap, so the proxies dominate). Per case:
  *  - throughput: `wrk -t1 -c<connections> -d<seconds>`; CPU µs per request of the proxy process(es) from
@@ -30,6 +30,8 @@ function arg(name: string, def: number): number {
 const SECONDS = arg('seconds', 5);
 const CONNECTIONS = arg('connections', 32);
 const RATE = arg('rate', 1000);
+/** Protocol between the two trellis proxies: HTTP/2 (multiplexed, the default) or HTTP/1.1 pooled (`--mesh-h1 1`). */
+const MESH_H1 = arg('mesh-h1', 0) === 1;
 const BIN = fileURLToPath(new URL('../packages/proxy/bin/trellis-proxy.js', import.meta.url));
 const TICK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
 
@@ -165,7 +167,7 @@ async function main(): Promise<void> {
     const upTls = { name: 'tls', typed_config: { '@type': EXT_TYPE_URL.upstreamTlsContext, common_tls_context: { tls_certificate_sds_secret_configs: [sdsRef('default')], combined_validation_context: { default_validation_context: { match_typed_subject_alt_names: [{ san_type: 'URI', matcher: { exact: 'spiffe://cluster.local/ns/default/sa/server' } }] }, validation_context_sds_secret_config: sdsRef('ROOTCA') } } } };
     const h2 = { typed_extension_protocol_options: { 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': { '@type': EXT_TYPE_URL.httpProtocolOptions, explicit_http_config: { http2_protocol_options: {} } } } };
     adsC.set(TYPE_URL.listener, [listenerAt('client', tc, { filters: [hcmInline('outbound|80||server.default.svc.cluster.local')] })]);
-    adsC.set(TYPE_URL.cluster, [staticCluster('outbound|80||server.default.svc.cluster.local', ts, { transport_socket: upTls, ...h2 })]);
+    adsC.set(TYPE_URL.cluster, [staticCluster('outbound|80||server.default.svc.cluster.local', ts, { transport_socket: upTls, ...(MESH_H1 ? {} : h2) })]);
     const downTls = { name: 'tls', typed_config: { '@type': EXT_TYPE_URL.downstreamTlsContext, require_client_certificate: { value: true }, common_tls_context: { alpn_protocols: ['h2', 'http/1.1'], tls_certificate_sds_secret_configs: [sdsRef('default')], combined_validation_context: { default_validation_context: {}, validation_context_sds_secret_config: sdsRef('ROOTCA') } } } };
     adsS.set(TYPE_URL.listener, [listenerAt('inbound', ts, { filter_chain_match: { transport_protocol: 'tls' }, transport_socket: downTls, filters: [hcmInline('inbound|80||')] })]);
     adsS.set(TYPE_URL.cluster, [staticCluster('inbound|80||', origin)]);
@@ -180,9 +182,9 @@ async function main(): Promise<void> {
       { name: 'haproxy, 1 hop', port: hap1, pids: [hap1P.pid!] },
       { name: 'trellis-proxy, 1 hop', port: t1, pids: [p1.pid] },
       { name: 'haproxy, 2 hops TLS', port: hapA, pids: [hapAP.pid!, hapBP.pid!] },
-      { name: 'trellis-proxy, 2 hops mTLS (h2)', port: tc, pids: [pc.pid, ps.pid] },
+      { name: `trellis-proxy, 2 hops mTLS (${MESH_H1 ? 'h1' : 'h2'})`, port: tc, pids: [pc.pid, ps.pid] },
     ];
-    const rows: { name: string; rps: number; cpuUs: number; p50: number; p90: number; p99: number; rssIdle: number; rssLoad: number; errors: number }[] = [];
+    const rows: { name: string; rps: number; cpuUs: number; p50: number; p90: number; p99: number; rssIdle: number; rssLoad: number; errors: string }[] = [];
     for (const c of cases) {
       const rssIdle = c.pids.reduce((s, p) => s + rssMb(p), 0);
       wrk(c.port, 1, CONNECTIONS);
@@ -191,7 +193,7 @@ async function main(): Promise<void> {
       const cpu1 = c.pids.reduce((s, p) => s + cpuSeconds(p), 0);
       const rssLoad = c.pids.reduce((s, p) => s + rssMb(p), 0);
       const l = await fixedRate(c.port, RATE, SECONDS);
-      rows.push({ name: c.name, rps: w.rps, cpuUs: c.pids.length ? ((cpu1 - cpu0) * 1e6) / w.requests : NaN, ...l, rssIdle, rssLoad, errors: w.errors + l.errors });
+      rows.push({ name: c.name, rps: w.rps, cpuUs: c.pids.length ? ((cpu1 - cpu0) * 1e6) / w.requests : NaN, p50: l.p50, p90: l.p90, p99: l.p99, rssIdle, rssLoad, errors: `${w.errors}/${l.errors}` });
       process.stderr.write(`${c.name}: done\n`);
     }
     const direct = rows[0];
@@ -200,14 +202,14 @@ async function main(): Promise<void> {
     const f = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : '-');
     const lines = [
       `HTTP/1.1 keep-alive, wrk -t1 -c${CONNECTIONS} -d${SECONDS}s; latency at ${RATE} rps for ${SECONDS}s (added = case − direct); CPU and RSS of the proxy process(es)`,
-      `${'case'.padEnd(34)}${'rps'.padStart(8)}${'× ref'.padStart(7)}${'CPU µs/req'.padStart(12)}${'× ref'.padStart(7)}${'+p50 ms'.padStart(9)}${'+p90 ms'.padStart(9)}${'+p99 ms'.padStart(9)}${'RSS idle MB'.padStart(13)}${'RSS load MB'.padStart(13)}${'errors'.padStart(8)}`,
+      `${'case'.padEnd(34)}${'rps'.padStart(8)}${'× ref'.padStart(7)}${'CPU µs/req'.padStart(12)}${'× ref'.padStart(7)}${'+p50 ms'.padStart(9)}${'+p90 ms'.padStart(9)}${'+p99 ms'.padStart(9)}${'RSS idle MB'.padStart(13)}${'RSS load MB'.padStart(13)}${'errors wrk/fixed'.padStart(18)}`,
     ];
     rows.forEach((r, i) => {
       const ref = i >= 3 ? hap2 : hap;
       const isDirect = i === 0;
       lines.push(`${r.name.padEnd(34)}${f(r.rps).padStart(8)}${f(r.rps / (isDirect ? direct.rps : ref.rps), 2).padStart(7)}${f(r.cpuUs, 1).padStart(12)}${(isDirect ? '-' : f(r.cpuUs / ref.cpuUs, 2)).padStart(7)}`
         + `${(isDirect ? f(r.p50, 2) : f(r.p50 - direct.p50, 2)).padStart(9)}${(isDirect ? f(r.p90, 2) : f(r.p90 - direct.p90, 2)).padStart(9)}${(isDirect ? f(r.p99, 2) : f(r.p99 - direct.p99, 2)).padStart(9)}`
-        + `${f(r.rssIdle, 1).padStart(13)}${f(r.rssLoad, 1).padStart(13)}${String(r.errors).padStart(8)}`);
+        + `${f(r.rssIdle, 1).padStart(13)}${f(r.rssLoad, 1).padStart(13)}${r.errors.padStart(18)}`);
     });
     lines.push('(× ref: 1-hop rows against haproxy 1 hop, 2-hop rows against haproxy 2 hops; direct row shows absolute latency)');
     console.log(lines.join('\n'));

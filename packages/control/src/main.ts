@@ -120,9 +120,9 @@ async function run(settings: ControlSettings, log: LogFn): Promise<() => Promise
 
   const metrics = new ControlMetrics({
     connectedProxies: () => ads.connectionCount,
-    shards: () => aggregate.view(snapshots.current?.snapshot.mesh.registryPriority ?? []).shards,
+    shards: () => aggregate.shards(),
     conflicts: () => snapshots.current?.view.conflicts.length ?? 0,
-    configErrors: () => aggregate.view([]).shards.reduce((n, s) => n + s.status.problems.length, 0),
+    configErrors: () => aggregate.shards().reduce((n, s) => n + s.status.problems.length, 0),
   });
   cleanups.push(() => metrics.close());
 

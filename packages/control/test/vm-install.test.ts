@@ -356,9 +356,8 @@ describe('trellisctl vm install', () => {
 
   it('is reachable as `trellisctl vm install` next to the other vm subcommands', async () => {
     const program = createProgram().configureOutput({ writeOut: () => undefined, writeErr: () => undefined });
-    registerVm(program);
+    registerVm(program, { out: new PassThrough(), err: new PassThrough() });
     const vm = program.commands.find((c: Command) => c.name() === 'vm')!;
-    registerVmInstall(vm, { out: new PassThrough(), err: new PassThrough() });
     expect(vm.commands.map((c) => c.name())).to.include.members(['configure', 'install']);
     const before = process.exitCode;
     try {

@@ -121,6 +121,33 @@ describe('ADS server', () => {
     expect(c.responses.slice(before).map((r) => r.type)).to.deep.equal([TYPE_URL.endpoint]);
   });
 
+  it('regenerates only the changed services on an endpoint-only step, and still sends the full EDS set', async () => {
+    const two = (version: string, a: string[], b: string[]): Snapshot => {
+      const sa = svc('a.test', 'f', 'file');
+      const sb = svc('b.test', 'f', 'file');
+      const ws = [...a.map((x, i) => wl(`a${i}`, x, 'f', 'file', { services: ['a.test'] })), ...b.map((x, i) => wl(`b${i}`, x, 'f', 'file', { services: ['b.test'] }))];
+      const merged = mergeShards([{ shard: 'f', kind: 'file', services: new Map([['a', sa], ['b', sb]]), workloads: new Map(ws.map((w) => [w.name, w])) }], ['file']);
+      return buildSnapshot({ view: { ...merged, shards: [], configs: [] }, mesh: DEFAULT_MESH_SETTINGS, vips: new Map(), version });
+    };
+    const seen: number[] = [];
+    gens[TYPE_URL.endpoint] = (snap, p) => { seen.push(snap.services.length); return baseGenerators[TYPE_URL.endpoint](snap, p); };
+    current = two('t1', ['10.0.0.1'], ['10.0.1.1']);
+    const c = client('sidecar~10.0.0.9~a.default~default.svc.cluster.local');
+    c.subscribe(TYPE_URL.cluster);
+    c.subscribe(TYPE_URL.endpoint, ['outbound|80||a.test', 'outbound|80||b.test']);
+    await wait(() => ads.syncStatus()[0]?.types.filter((t) => t.state === 'SYNCED').length === 2);
+    ads.onSnapshot(); // records the snapshot the connection was generated from
+    await new Promise((r) => setTimeout(r, 50));
+    const before = c.responses.length;
+    seen.length = 0;
+    current = two('t2', ['10.0.0.1', '10.0.0.2'], ['10.0.1.1']);
+    ads.onSnapshot();
+    const eds = await c.next((r) => r.type === TYPE_URL.endpoint, before);
+    expect(seen).to.deep.equal([1, 1]);
+    const byName = Object.fromEntries(eds.resources.map((r) => [r.cluster_name, ((r.endpoints as { lb_endpoints: unknown[] }[])[0]).lb_endpoints.length]));
+    expect(byName).to.deep.equal({ 'outbound|80||a.test': 2, 'outbound|80||b.test': 1 });
+  });
+
   it('records a NACK per proxy and type, keeps it, and does not re-push the same version', async () => {
     const c = client('sidecar~10.0.0.6~b.default~default.svc.cluster.local', (r) => (r.type === TYPE_URL.cluster && r.resources.some((x) => x.lb_policy === 'MAGLEV') ? 'unsupported lb_policy: MAGLEV' : undefined));
     c.subscribe(TYPE_URL.cluster);

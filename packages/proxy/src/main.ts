@@ -64,6 +64,9 @@ const level = String(o.logLevel);
 if (!isLogLevel(level)) { process.stderr.write(`--log-level: unknown level ${level}\n`); process.exit(2); }
 const logger = createLogger(level);
 
+// A proxy must not go down with one request: log a bug in a handler and keep serving the others.
+process.on('uncaughtException', (err) => logger.error('uncaught exception (bug): request dropped', { error: err.stack ?? String(err) }));
+
 try {
   if (o.concurrency !== '1') logger.warn('--concurrency other than 1 is not implemented; running one process', { concurrency: o.concurrency });
   const credentials = o.xdsPlaintext ? grpc.credentials.createInsecure() : grpc.credentials.createSsl(readFileSync(String(o.xdsRootCert)));

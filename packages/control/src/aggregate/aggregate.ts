@@ -124,6 +124,16 @@ export class Aggregate {
     return [...this.#shards.values()].filter((s) => !s.received).map((s) => s.shard);
   }
 
+  /** Shard statuses and counts without merging (cheap: for metrics scrapes). */
+  shards(): readonly ShardView[] {
+    return [...this.#shards.values()]
+      .map((s) => Object.freeze({
+        shard: s.shard, kind: s.kind, status: s.status, received: s.received,
+        counts: Object.freeze({ services: s.services.size, workloads: s.workloads.size, configs: s.configs.size }),
+      }))
+      .sort((a, b) => a.shard.localeCompare(b.shard));
+  }
+
   view(priority: readonly SourceKind[]): AggregateView {
     const states = [...this.#shards.values()];
     const contents: ShardContent[] = states.map((s) => ({ shard: s.shard, kind: s.kind, services: s.services, workloads: s.workloads }));
@@ -133,12 +143,6 @@ export class Aggregate {
     for (const s of [...states].sort((a, b) => rank(a.kind) - rank(b.kind) || a.shard.localeCompare(b.shard))) {
       for (const [k, c] of s.configs) if (!configs.has(k)) configs.set(k, c);
     }
-    const shards = states
-      .map((s) => Object.freeze({
-        shard: s.shard, kind: s.kind, status: s.status, received: s.received,
-        counts: Object.freeze({ services: s.services.size, workloads: s.workloads.size, configs: s.configs.size }),
-      }))
-      .sort((a, b) => a.shard.localeCompare(b.shard));
-    return Object.freeze({ ...merged, shards: Object.freeze(shards), configs: Object.freeze([...configs.values()]) });
+    return Object.freeze({ ...merged, shards: Object.freeze(this.shards()), configs: Object.freeze([...configs.values()]) });
   }
 }

@@ -1,5 +1,6 @@
 /** `trellisctl`: one module per subcommand registers itself on the program. */
 import { registerAnalyze } from './analyze.js';
+import { registerInstallK8s } from './install-k8s.js';
 import { createProgram, runProgram } from './program.js';
 import { registerProxyConfig } from './proxy-config.js';
 import { registerProxyStatus } from './proxy-status.js';
@@ -12,4 +13,5 @@ registerProxyStatus(program);
 registerProxyConfig(program);
 registerRegistryStatus(program);
 registerVm(program);
+registerInstallK8s(program);
 process.exitCode = await runProgram(program, process.argv);

@@ -7,15 +7,22 @@ import type { GeneratedResource, Generator, ProxyNode, Snapshot } from '../snaps
 import { generateClusters } from './clusters.js';
 import { generateEndpoints } from './endpoints.js';
 import { generateListeners } from './listeners/index.js';
+import { generateNameTable } from './name-table.js';
 import { generateRoutes } from './routes.js';
 
-export type GeneratedTypeUrl = typeof TYPE_URL.listener | typeof TYPE_URL.route | typeof TYPE_URL.cluster | typeof TYPE_URL.endpoint;
+export type GeneratedTypeUrl =
+  | typeof TYPE_URL.listener
+  | typeof TYPE_URL.route
+  | typeof TYPE_URL.cluster
+  | typeof TYPE_URL.endpoint
+  | typeof TYPE_URL.nameTable;
 
 export const generators: Readonly<Record<GeneratedTypeUrl, Generator>> = Object.freeze({
   [TYPE_URL.listener]: generateListeners,
   [TYPE_URL.route]: generateRoutes,
   [TYPE_URL.cluster]: generateClusters,
   [TYPE_URL.endpoint]: generateEndpoints,
+  [TYPE_URL.nameTable]: generateNameTable,
 });
 
 function deepFreeze<T>(v: T): T {

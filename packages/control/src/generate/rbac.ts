@@ -21,6 +21,7 @@
  * see jwt-authn.ts) with metadata matchers on `envoy.filters.http.jwt_authn` — Istio's "extended JWT" form, which
  * stock Envoy understands (the older `istio_authn` filter metadata exists only in Istio's Envoy build).
  */
+import { isIP } from 'node:net';
 import { EXT_TYPE_URL } from '@trellis/api';
 import type { AuthorizationAction, AuthorizationPolicySpec, AuthzSource, Condition, Operation, Rule } from '@trellis/model';
 import type { ConfigOf, ProxyNode, Snapshot } from '../snapshot/types.js';
@@ -68,6 +69,15 @@ const httpOnly = (forTcp: boolean, f: () => Obj): Obj => {
   return f();
 };
 
+/** IP or CIDR → CidrRange; anything else cannot be expressed (Envoy would reject the whole listener). */
+function cidr(v: string): Obj {
+  const [addr = '', len, extra] = v.split('/');
+  const family = isIP(addr);
+  const max = family === 6 ? 128 : 32;
+  if (family === 0 || extra !== undefined || (len !== undefined && (!/^\d+$/.test(len) || Number(len) > max))) throw new Unsupported(`bad address ${v}`);
+  return cidrRange(v);
+}
+
 function portNumber(v: string): number {
   if (!/^\d+$/.test(v) || Number(v) > 65535) throw new Unsupported(`bad port ${v}`);
   return Number(v);
@@ -94,7 +104,7 @@ const perm = {
   method: (forTcp: boolean) => (v: string): Obj => httpOnly(forTcp, () => ({ header: headerMatcher(':method', v) })),
   path: (forTcp: boolean) => (v: string): Obj => httpOnly(forTcp, () => ({ url_path: pathMatcher(v) })),
   port: (v: string): Obj => ({ destination_port: portNumber(v) }),
-  destIp: (v: string): Obj => ({ destination_ip: cidrRange(v) }),
+  destIp: (v: string): Obj => ({ destination_ip: cidr(v) }),
   sni: (v: string): Obj => ({ requested_server_name: stringMatcher(v) }),
 };
 
@@ -166,18 +176,38 @@ function serviceAccount(policyNamespace: string) {
   };
 }
 
+/** Where a rule is generated: the policy's namespace (short service accounts) and the mesh's trust domain. */
+interface RuleContext {
+  readonly namespace: string;
+  readonly trustDomain: string;
+}
+
+/** Istio's default trust domain, which in a policy always means the mesh's own trust domain. */
+const CLUSTER_LOCAL = 'cluster.local';
+
+/**
+ * `principals` / `source.principal`: `<td>/ns/<ns>/sa/<sa>` with `spiffe://` prepended. Like Istio's trust-domain
+ * bundle, a principal naming `cluster.local` means the mesh's trust domain (values starting with `*` are kept).
+ */
+function principal(ctx: RuleContext) {
+  return (v: string): Obj => {
+    const i = v.indexOf('/');
+    const localized = !v.startsWith('*') && i > 0 && v.slice(0, i) === CLUSTER_LOCAL ? `${ctx.trustDomain}${v.slice(i)}` : v;
+    return authenticated(stringMatcher(localized, 'spiffe://'));
+  };
+}
+
 const princ = {
-  principal: (v: string): Obj => authenticated(stringMatcher(v, 'spiffe://')),
   namespace: (v: string): Obj => authenticated(regexMatcher(`.*/ns/${v.split('*').map(quoteMeta).join('.*')}/.*`)),
-  directRemoteIp: (v: string): Obj => ({ direct_remote_ip: cidrRange(v) }),
-  remoteIp: (v: string): Obj => ({ remote_ip: cidrRange(v) }),
+  directRemoteIp: (v: string): Obj => ({ direct_remote_ip: cidr(v) }),
+  remoteIp: (v: string): Obj => ({ remote_ip: cidr(v) }),
   header: (forTcp: boolean, name: string) => (v: string): Obj => httpOnly(forTcp, () => ({ header: headerMatcher(name, v) })),
 };
 
 const list = (xs: readonly string[] | undefined): readonly string[] => xs ?? [];
 
 /** Permission-side and principal-side attributes of one `when` condition (Istio's attribute keys). */
-function conditionAttr(c: Condition, forTcp: boolean, policyNamespace: string): { side: 'permission' | 'principal'; attr: Attr } {
+function conditionAttr(c: Condition, forTcp: boolean, ctx: RuleContext): { side: 'permission' | 'principal'; attr: Attr } {
   const base = { values: list(c.values), notValues: list(c.notValues) };
   const k = c.key;
   switch (k) {
@@ -187,8 +217,8 @@ function conditionAttr(c: Condition, forTcp: boolean, policyNamespace: string): 
     case 'source.ip': return { side: 'principal', attr: { ...base, gen: princ.directRemoteIp } };
     case 'remote.ip': return { side: 'principal', attr: { ...base, gen: princ.remoteIp } };
     case 'source.namespace': return { side: 'principal', attr: { ...base, gen: princ.namespace } };
-    case 'source.principal': return { side: 'principal', attr: { ...base, gen: princ.principal } };
-    case 'source.serviceAccount': return { side: 'principal', attr: { ...base, gen: serviceAccount(policyNamespace) } };
+    case 'source.principal': return { side: 'principal', attr: { ...base, gen: principal(ctx) } };
+    case 'source.serviceAccount': return { side: 'principal', attr: { ...base, gen: serviceAccount(ctx.namespace) } };
     case 'request.auth.principal': return { side: 'principal', attr: { ...base, whole: requestPrincipals(forTcp) } };
     case 'request.auth.audiences': return { side: 'principal', attr: { ...base, whole: claim(forTcp, ['aud']) } };
     case 'request.auth.presenter': return { side: 'principal', attr: { ...base, whole: claim(forTcp, ['azp']) } };
@@ -203,10 +233,10 @@ function conditionAttr(c: Condition, forTcp: boolean, policyNamespace: string): 
   throw new Unsupported(`unknown attribute ${k}`);
 }
 
-function sourceAttrs(s: AuthzSource, forTcp: boolean, policyNamespace: string): Attr[] {
+function sourceAttrs(s: AuthzSource, forTcp: boolean, ctx: RuleContext): Attr[] {
   return [
-    { values: list(s.principals), notValues: list(s.notPrincipals), gen: princ.principal },
-    { values: list(s.serviceAccounts), notValues: list(s.notServiceAccounts), gen: serviceAccount(policyNamespace) },
+    { values: list(s.principals), notValues: list(s.notPrincipals), gen: principal(ctx) },
+    { values: list(s.serviceAccounts), notValues: list(s.notServiceAccounts), gen: serviceAccount(ctx.namespace) },
     { values: list(s.requestPrincipals), notValues: list(s.notRequestPrincipals), whole: requestPrincipals(forTcp) },
     { values: list(s.namespaces), notValues: list(s.notNamespaces), gen: princ.namespace },
     { values: list(s.remoteIpBlocks), notValues: list(s.notRemoteIpBlocks), gen: princ.remoteIp },
@@ -261,16 +291,16 @@ function attrMatchers(a: Attr, action: EnvoyAction, kind: 'rules' | 'ids'): Obj[
 }
 
 /** One Istio rule → one Envoy RBAC `Policy`; throws Unsupported when an ALLOW rule cannot be expressed. */
-function rulePolicy(rule: Rule, policyNamespace: string, forTcp: boolean, action: EnvoyAction): Obj {
+function rulePolicy(rule: Rule, ctx: RuleContext, forTcp: boolean, action: EnvoyAction): Obj {
   const basePermission: Attr[] = [];
   const basePrincipal: Attr[] = [];
   for (const c of rule.when ?? []) {
     // An unknown key throws Unsupported for every action: Istio skips such a rule whatever the action.
-    const r = conditionAttr(c, forTcp, policyNamespace);
+    const r = conditionAttr(c, forTcp, ctx);
     (r.side === 'permission' ? basePermission : basePrincipal).push(r.attr);
   }
   const principalLists = (rule.from ?? []).length > 0
-    ? (rule.from ?? []).map((f) => [...sourceAttrs(f.source, forTcp, policyNamespace), ...basePrincipal])
+    ? (rule.from ?? []).map((f) => [...sourceAttrs(f.source, forTcp, ctx), ...basePrincipal])
     : [basePrincipal];
   const permissionLists = (rule.to ?? []).length > 0
     ? (rule.to ?? []).map((t) => [...operationAttrs(t.operation, forTcp), ...basePermission])
@@ -291,13 +321,13 @@ function policyName(p: AuthorizationPolicy, i: number): string {
 }
 
 /** Envoy RBAC `rules` (action + named policies) for the policies of one action. */
-function rbacRules(policies: readonly AuthorizationPolicy[], action: EnvoyAction, forTcp: boolean, custom: boolean): Obj {
+function rbacRules(policies: readonly AuthorizationPolicy[], action: EnvoyAction, forTcp: boolean, custom: boolean, trustDomain: string): Obj {
   const named: Record<string, Obj> = {};
   for (const p of policies) {
     (p.spec.rules ?? []).forEach((rule, i) => {
       let generated: Obj;
       try {
-        generated = rulePolicy(rule, p.metadata.namespace, forTcp, action);
+        generated = rulePolicy(rule, { namespace: p.metadata.namespace, trustDomain }, forTcp, action);
       } catch (e) {
         if (e instanceof Unsupported) return; // Istio: "skipped rule" — the rule never matches.
         throw e;
@@ -326,7 +356,7 @@ function byAction(snapshot: Snapshot, proxy: ProxyNode): { envoy: EnvoyAction; c
 export function httpRbacFilters(snapshot: Snapshot, proxy: ProxyNode): Obj[] {
   return byAction(snapshot, proxy).map((a) => ({
     name: RBAC_HTTP_FILTER,
-    typed_config: { '@type': EXT_TYPE_URL.rbacHttp, rules: rbacRules(a.policies, a.envoy, false, a.custom), shadow_rules_stat_prefix: RBAC_SHADOW_STAT_PREFIX },
+    typed_config: { '@type': EXT_TYPE_URL.rbacHttp, rules: rbacRules(a.policies, a.envoy, false, a.custom, snapshot.mesh.trustDomain), shadow_rules_stat_prefix: RBAC_SHADOW_STAT_PREFIX },
   }));
 }
 
@@ -334,6 +364,6 @@ export function httpRbacFilters(snapshot: Snapshot, proxy: ProxyNode): Obj[] {
 export function networkRbacFilters(snapshot: Snapshot, proxy: ProxyNode): Obj[] {
   return byAction(snapshot, proxy).map((a) => ({
     name: RBAC_NETWORK_FILTER,
-    typed_config: { '@type': EXT_TYPE_URL.rbacNetwork, rules: rbacRules(a.policies, a.envoy, true, a.custom), stat_prefix: RBAC_TCP_STAT_PREFIX },
+    typed_config: { '@type': EXT_TYPE_URL.rbacNetwork, rules: rbacRules(a.policies, a.envoy, true, a.custom, snapshot.mesh.trustDomain), stat_prefix: RBAC_TCP_STAT_PREFIX },
   }));
 }

@@ -10,6 +10,8 @@ import type { Snapshot } from './types.js';
 export interface EndpointOnlyDelta {
   /** Addresses of endpoints added, removed or changed (a proxy at one of them gets a full regeneration). */
   readonly addresses: ReadonlySet<string>;
+  /** Hostnames of the services whose endpoints changed. */
+  readonly hosts: ReadonlySet<string>;
 }
 
 const same = (a: unknown, b: unknown): boolean => a === b || JSON.stringify(a) === JSON.stringify(b);
@@ -29,6 +31,7 @@ export function endpointOnlyDelta(prev: Snapshot, next: Snapshot): EndpointOnlyD
   }
   if (prev.workloads.some((w, i) => w !== next.workloads[i] && !same(w, next.workloads[i]))) return undefined;
   const addresses = new Set<string>();
+  const hosts = new Set<string>();
   for (let i = 0; i < next.services.length; i++) {
     const p = prev.services[i];
     const n = next.services[i];
@@ -37,10 +40,11 @@ export function endpointOnlyDelta(prev: Snapshot, next: Snapshot): EndpointOnlyD
     if (p.endpoints.length === n.endpoints.length && p.endpoints.every((w, j) => w === n.endpoints[j] || same(w, n.endpoints[j]))) continue;
     // DNS clusters carry their endpoints inline in CDS; identity changes reach CDS (SANs, TLS mode, subsets).
     if (n.service.resolution !== 'STATIC' || identityShape(p.endpoints) !== identityShape(n.endpoints)) return undefined;
+    hosts.add(n.service.hostname);
     const before = new Set(p.endpoints.map((w) => JSON.stringify(w)));
     const after = new Set(n.endpoints.map((w) => JSON.stringify(w)));
     for (const w of p.endpoints) if (!after.has(JSON.stringify(w))) addresses.add(w.address);
     for (const w of n.endpoints) if (!before.has(JSON.stringify(w))) addresses.add(w.address);
   }
-  return { addresses };
+  return { addresses, hosts };
 }

@@ -45,6 +45,10 @@ interface TypeState {
   nack?: Nack;
   /** Resources sent, name → hash. */
   sent?: ReadonlyMap<string, string>;
+  /** Resources sent, name → encoding (shared with other proxies through the content cache). */
+  sentResources?: ReadonlyMap<string, Encoded>;
+  /** The subscription `sentResources` was selected by. */
+  sentNames?: Set<string> | 'wildcard';
 }
 
 interface Connection {
@@ -233,7 +237,12 @@ export class AdsServer {
     let types = [...conn.types.keys()].sort((a, b) => order(a) - order(b));
     if (current && conn.snapshot && conn.snapshot !== current && conn.node) {
       const delta = this.#delta(conn.snapshot, current);
-      if (delta && !conn.node.ipAddresses.some((ip) => delta.addresses.has(ip))) types = types.filter((t) => t === TYPE_URL.endpoint);
+      if (delta && !conn.node.ipAddresses.some((ip) => delta.addresses.has(ip))) {
+        const eds = conn.types.get(TYPE_URL.endpoint);
+        if (eds) this.#pushType(conn, TYPE_URL.endpoint, eds, force, { prev: conn.snapshot, hosts: delta.hosts });
+        conn.snapshot = current;
+        return;
+      }
     }
     for (const t of types) this.#pushType(conn, t, conn.types.get(t)!, force);
     conn.snapshot = current;
@@ -251,7 +260,12 @@ export class AdsServer {
     return this.#deltas.get(key);
   }
 
-  #pushType(conn: Connection, type: string, ts: TypeState, force: boolean): void {
+  /**
+   * Generates, encodes and (when the version differs, or `force`) sends one type to one connection. With `partial`
+   * (an endpoint-only step, EDS only), only the services whose endpoints changed are regenerated, from snapshots
+   * reduced to those hostnames; every other resource is what was sent last.
+   */
+  #pushType(conn: Connection, type: string, ts: TypeState, force: boolean, partial?: { prev: Snapshot; hosts: ReadonlySet<string> }): void {
     const snapshot = this.#o.snapshots.current();
     const node = conn.node;
     if (!snapshot || !node) return;
@@ -259,8 +273,16 @@ export class AdsServer {
     const gen = this.#o.generators[type];
     const started = performance.now();
     let generated: readonly GeneratedResource[];
+    const kept = new Map<string, Encoded>();
     try {
-      generated = gen ? gen(snapshot, node) : [];
+      if (partial && ts.sentResources && ts.sentNames && sameNames(ts.sentNames, ts.names) && gen) {
+        const reduce = (s: Snapshot): Snapshot => Object.freeze({ ...s, services: s.services.filter((m) => partial.hosts.has(m.service.hostname)) });
+        const stale = new Set(gen(reduce(partial.prev), node).map((r) => r.name));
+        for (const [name, enc] of ts.sentResources) if (!stale.has(name)) kept.set(name, enc);
+        generated = gen(reduce(snapshot), node);
+      } else {
+        generated = gen ? gen(snapshot, node) : [];
+      }
     } catch (err) {
       this.#o.log?.('error', 'generator failed', { proxy: node.id, type, error: (err as Error).message });
       return; // keep what the proxy has
@@ -269,6 +291,12 @@ export class AdsServer {
     const selected = names === 'wildcard' ? generated : generated.filter((r) => names.has(r.name));
     const resources: { type_url: string; value: Uint8Array }[] = [];
     const hashes = new Map<string, string>();
+    const sentResources = new Map<string, Encoded>();
+    for (const [name, enc] of kept) {
+      resources.push(enc.any);
+      hashes.set(name, enc.hash);
+      sentResources.set(name, enc);
+    }
     for (const r of selected) {
       let enc = this.#encoded.get(r.body);
       if (!enc) {
@@ -290,8 +318,10 @@ export class AdsServer {
         }
         this.#encoded.set(r.body, enc);
       }
+      if (sentResources.has(r.name)) continue;
       resources.push(enc.any);
       hashes.set(r.name, enc.hash);
+      sentResources.set(r.name, enc);
     }
     const version = versionOf(hashes);
     if (!force && version === ts.sentVersion) return;
@@ -308,6 +338,8 @@ export class AdsServer {
     ts.sentNonce = nonce;
     ts.sentAt = this.#now().toISOString();
     ts.sent = hashes;
+    ts.sentResources = sentResources;
+    ts.sentNames = names;
     XDS_CHANNELS.push.publish({ proxy: node.id, type, version, resources: resources.length, ms: performance.now() - started });
   }
 

@@ -73,6 +73,8 @@ export function upstreamLayer(o: UpstreamOptions): Layer {
         }
         release();
         if (out.kind === 'response') return;
+        // The client is gone: nothing to answer.
+        if (ctx.res.destroyed || ctx.res.writableEnded) { rt.stats.rqError += 1; if (ctx.responseFlags === '-') flag(ctx, 'DC'); return; }
         rt.stats.rqError += 1;
         host.errors += 1;
         if (ctx.res.headersSent) {
@@ -184,8 +186,9 @@ function viaH1(ctx: HttpContext, pool: Dispatcher, _host: Host, withBody: boolea
   const headers: Record<string, string | string[]> = { ...ctx.headers, host: ctx.authority };
   pool.dispatch({ path: ctx.path, method: ctx.method, headers, body: withBody ? (ctx.req as NodeJS.ReadableStream as never) : null, headersTimeout: 0, bodyTimeout: 0 }, {
     onRequestStart(c) { controller = c; if (timedOut) c.abort(new Error('timeout')); },
-    onResponseStart(_c, status, raw) {
+    onResponseStart(c, status, raw) {
       if (status < 200) return;
+      if (settled || ctx.res.headersSent) { c.abort(new Error('response already answered')); return; }
       started = true;
       const out = forwardableResponseHeaders(raw as Record<string, string | string[] | undefined>);
       applyResponseHeaderOps(ctx, out);
@@ -232,6 +235,8 @@ function viaH2(ctx: HttpContext, session: http2.ClientHttp2Session, tls: boolean
   if (withBody) ctx.req.pipe(stream);
   ctx.res.once('close', () => { if (!ctx.res.writableFinished && !stream.closed) stream.close(8); });
   stream.on('response', (raw) => {
+    // A stream closed by us (downstream gone, timeout) may still deliver queued events: ignore them.
+    if (settled || ctx.res.headersSent) return;
     const status = Number(raw[':status']);
     if (status < 200) return;
     started = true;
@@ -241,6 +246,7 @@ function viaH2(ctx: HttpContext, session: http2.ClientHttp2Session, tls: boolean
     writeResponseHead(ctx, status, out);
   });
   stream.on('data', (chunk: Buffer) => {
+    if (settled) return;
     ctx.responseBytes += chunk.length;
     if (!(ctx.res as NodeJS.WritableStream).write(chunk)) {
       stream.pause();
@@ -252,6 +258,7 @@ function viaH2(ctx: HttpContext, session: http2.ClientHttp2Session, tls: boolean
     if (ctx.h2) ctx.res.addTrailers(forwardableResponseHeaders(t as Record<string, string | string[] | undefined>) as Record<string, string>);
   });
   stream.on('end', () => {
+    if (settled) return;
     if (!started) { settle({ kind: 'reset', error: new Error('upstream stream ended without headers') }); return; }
     ctx.res.end();
     settle({ kind: 'response', status: ctx.res.statusCode });

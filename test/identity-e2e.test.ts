@@ -155,7 +155,7 @@ describe('identity end to end: trellis-control + trellisctl vm configure + trell
 
   const agentArgs = (name: string, ttl: number): string[] => [
     '--bundle', join(dir, `${name}-bundle`), '--state-dir', join(dir, `${name}-state`),
-    '--sds-socket', join(dir, `${name}-run`, 'sds', 'socket'), '--listen-http', '127.0.0.1:0', '--cert-ttl', String(ttl),
+    '--sds-socket', join(dir, `${name}-run`, 'sds', 'socket'), '--listen-http', '127.0.0.1:0', '--dns-listen', '127.0.0.1:0', '--cert-ttl', String(ttl),
   ];
 
   async function configure(name: string): Promise<string> {

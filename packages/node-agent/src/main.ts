@@ -9,6 +9,7 @@ import { TrellisError } from '@trellis/api';
 import { readBundle } from './bundle.js';
 import { CertificateManager } from './certificate-manager.js';
 import { HealthServer } from './http-server.js';
+import { MeshDns } from './mesh-dns.js';
 import { ensureStateDir } from './identity.js';
 import { createAgentMetrics } from './metrics.js';
 import { combineObservers, type Logger } from './observer.js';
@@ -34,6 +35,8 @@ export async function runAgent(options: AgentOptions, logger: Logger, signal: Ab
   const observer = combineObservers(metrics.observer);
   const sds = new SdsServer({ socketPath: options.sdsSocket, socketGroup: options.socketGroup, logger, observer });
   const manager = new CertificateManager({ bundle, stateDir: options.stateDir, validitySeconds, logger, observer });
+  const dnsListen = options.dnsListen === 'off' ? undefined : parseHostPort(options.dnsListen, '--dns-listen');
+  const dns = dnsListen ? new MeshDns({ bundle, host: dnsListen.host, port: dnsListen.port, logger }) : undefined;
   let serving = false;
   const notReadyReason = (): string | null => {
     const identity = manager.current();
@@ -46,9 +49,12 @@ export async function runAgent(options: AgentOptions, logger: Logger, signal: Ab
   await health.listen();
   logger.info('health and metrics listening', { address: `${health.address.address}:${health.address.port}` });
   try {
+    await dns?.start(signal);
     notifier.status('obtaining the workload certificate');
     const identity = await manager.initialize(signal);
+    dns?.useIdentity(identity, signal);
     manager.onIdentity((next) => {
+      dns?.useIdentity(next, signal);
       sds.update({ identity: next, rootsPem: trustBundle(bundle.rootCertsPem, next) });
       notifier.status(`serving ${next.spiffeId}, certificate valid until ${new Date(next.notAfter).toISOString()}`);
     });
@@ -61,6 +67,7 @@ export async function runAgent(options: AgentOptions, logger: Logger, signal: Ab
   } finally {
     notifier.send('STOPPING=1');
     await sds.close();
+    await dns?.close();
     await health.close();
   }
 }

@@ -22,6 +22,7 @@ export interface AgentOptions {
   readonly listenHttp: string;
   readonly socketGroup: string;
   readonly certTtl: string;
+  readonly dnsListen: string;
 }
 
 export const AGENT_SETTINGS: readonly AgentSetting[] = Object.freeze([
@@ -31,6 +32,7 @@ export const AGENT_SETTINGS: readonly AgentSetting[] = Object.freeze([
   { flag: '--listen-http <host:port>', key: 'listenHttp', env: 'TRELLIS_LISTEN_HTTP', default: '127.0.0.1:15020', description: 'health (/healthz/ready) and Prometheus (/metrics) listener' },
   { flag: '--socket-group <name>', key: 'socketGroup', env: 'TRELLIS_SOCKET_GROUP', default: '', description: 'group (name or gid) given to the SDS socket and its directory; empty keeps the agent\'s group' },
   { flag: '--cert-ttl <duration>', key: 'certTtl', env: 'TRELLIS_CERT_TTL', default: '0', description: 'certificate lifetime to ask the CA for (e.g. 24h); 0 lets the CA choose' },
+  { flag: '--dns-listen <host:port>', key: 'dnsListen', env: 'TRELLIS_DNS_LISTEN', default: '127.0.0.1:15053', description: 'DNS proxy (UDP and TCP) answering mesh names from the control plane\'s name table; `off` disables it' },
 ].map((s) => Object.freeze(s as AgentSetting)));
 
 /** Resolves every setting: explicit flag value, else the environment, else the default. */

@@ -72,7 +72,7 @@ describe('node-agent: trellis-agent process', function () {
     }
     rmSync(dir, { recursive: true, force: true });
   });
-  const args = (): string[] => ['--bundle', bundleDir, '--state-dir', stateDir, '--sds-socket', socket, '--listen-http', '127.0.0.1:0'];
+  const args = (): string[] => ['--bundle', bundleDir, '--state-dir', stateDir, '--sds-socket', socket, '--listen-http', '127.0.0.1:0', '--dns-listen', '127.0.0.1:0'];
 
   it('gets a certificate with the token, serves SDS and metrics, rotates, stops on SIGTERM, and restarts without a token', async () => {
     writeFileSync(join(bundleDir, 'token'), ca.addToken('shop', 'billing'));
@@ -141,6 +141,6 @@ describe('node-agent: trellis-agent process', function () {
     await once(child, 'exit');
     for (const s of ['--bundle', 'TRELLIS_BUNDLE_DIR', '--state-dir', 'TRELLIS_STATE_DIR', '/var/lib/trellis', '--sds-socket',
       'TRELLIS_SDS_SOCKET', '/var/run/trellis/sds/socket', '--listen-http', 'TRELLIS_LISTEN_HTTP', '127.0.0.1:15020',
-      '--socket-group', 'TRELLIS_SOCKET_GROUP']) expect(out).to.contain(s);
+      '--socket-group', 'TRELLIS_SOCKET_GROUP', '--dns-listen', 'TRELLIS_DNS_LISTEN', '127.0.0.1:15053']) expect(out).to.contain(s);
   });
 });

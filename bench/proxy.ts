@@ -119,7 +119,7 @@ const listenerAt = (name: string, port: number, chain: Record<string, unknown>) 
 async function trellisProxy(name: string, ads: FakeAdsServer, sdsSocket: string): Promise<{ pid: number; health: number }> {
   const [admin, prom, health, out, inb] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
   const c = start(process.execPath, [BIN, '--xds-address', ads.address, '--xds-plaintext', '--sds-socket', sdsSocket, '--ip', '127.0.0.1', '--workload-name', name,
-    '--admin-port', String(admin), '--prometheus-port', String(prom), '--health-port', String(health), '--outbound-port', String(out), '--inbound-port', String(inb), '--log-level', 'warn'], name);
+    '--admin-port', String(admin), '--prometheus-port', String(prom), '--health-port', String(health), '--outbound-port', String(out), '--inbound-port', String(inb), '--log-level', 'warn', '--concurrency', '1'], name);
   await waitFor(async () => (await fetch(`http://127.0.0.1:${health}/healthz/ready`)).status === 200, `${name} ready`);
   return { pid: c.pid!, health };
 }

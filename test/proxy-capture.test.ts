@@ -59,12 +59,12 @@ describe('proxy: transparent capture with SO_ORIGINAL_DST in a network namespace
       { name: '0.0.0.0_8001', address: { socket_address: { address: '0.0.0.0', port_value: 8001 } }, bind_to_port: { value: false }, traffic_direction: 'OUTBOUND', filter_chains: [{ filters: [hcm({ routeConfig: direct(200, 'port 8001') })] }] },
     ]);
     ads.set(TYPE_URL.cluster, [staticCluster('BlackHoleCluster', [])]);
-    const proxy = spawn('ip', ['netns', 'exec', NS, process.execPath, BIN, '--xds-address', ads.address, '--xds-plaintext', '--sds-socket', '', '--ip', '127.0.0.1', '--workload-name', 'cap', '--log-level', 'info'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const proxy = spawn('ip', ['netns', 'exec', NS, process.execPath, BIN, '--xds-address', ads.address, '--xds-plaintext', '--sds-socket', '', '--ip', '127.0.0.1', '--workload-name', 'cap', '--log-level', 'info', '--concurrency', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
     children.push(proxy);
     await new Promise<void>((resolve, reject) => {
       let err = '';
       const t = setTimeout(() => reject(new Error(`proxy did not become ready: ${err}`)), 20_000);
-      proxy.stderr!.on('data', (d: Buffer) => { err += d; if (err.includes('"ready"') || err.includes('ready')) { if (err.includes('first complete config')) { clearTimeout(t); resolve(); } } });
+      proxy.stderr!.on('data', (d: Buffer) => { err += d; if (err.includes('first complete config applied')) { clearTimeout(t); resolve(); } });
       proxy.once('exit', (code) => { clearTimeout(t); reject(new Error(`proxy exited ${code}: ${err}`)); });
     });
   });

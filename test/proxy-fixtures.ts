@@ -22,12 +22,13 @@ export function downstreamTls(requireClient = true) {
   };
 }
 
-export function upstreamTls(expectSan: string) {
+export function upstreamTls(expectSan: string, alpn: string[] = []) {
   return {
     name: 'envoy.transport_sockets.tls',
     typed_config: {
       '@type': EXT_TYPE_URL.upstreamTlsContext,
       common_tls_context: {
+        alpn_protocols: alpn,
         tls_certificate_sds_secret_configs: [sdsRef('default')],
         combined_validation_context: { default_validation_context: { match_typed_subject_alt_names: [{ san_type: 'URI', matcher: { exact: expectSan } }] }, validation_context_sds_secret_config: sdsRef('ROOTCA') },
       },

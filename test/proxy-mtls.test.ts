@@ -59,7 +59,11 @@ describe('proxy: client proxy → mTLS → server proxy (HTTP/1.1, HTTP/2, gRPC)
   const serverListener = (permissive: boolean) => {
     const rc = serverInboundRoutes(appPort);
     delete (rc as Record<string, unknown>)._app;
-    const chains: Record<string, unknown>[] = [{ name: 'mtls', filter_chain_match: { transport_protocol: 'tls' }, transport_socket: downstreamTls(true), filters: [hcm({ routeConfig: rc })] }];
+    // As Istio generates them: mesh HTTP recognized by the istio-* ALPN the client proxy offers; other TLS is TCP.
+    const chains: Record<string, unknown>[] = [
+      { name: 'mtls-http', filter_chain_match: { transport_protocol: 'tls', application_protocols: ['istio-http/1.0', 'istio-http/1.1', 'istio-h2'] }, transport_socket: downstreamTls(true), filters: [hcm({ routeConfig: rc })] },
+      { name: 'mtls-tcp', filter_chain_match: { transport_protocol: 'tls' }, transport_socket: downstreamTls(true), filters: [{ name: 'envoy.filters.network.tcp_proxy', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', stat_prefix: 't', cluster: 'inbound|8080||' } }] },
+    ];
     if (permissive) chains.push({ name: 'plaintext', filter_chain_match: { transport_protocol: 'raw_buffer' }, filters: [hcm({ routeConfig: rc })] });
     return listener('inbound', chains, { traffic_direction: 'INBOUND' });
   };
@@ -71,8 +75,8 @@ describe('proxy: client proxy → mTLS → server proxy (HTTP/1.1, HTTP/2, gRPC)
       { name: 'httpbin-h1', domains: ['httpbin-h1'], routes: [{ match: { prefix: '/' }, route: { cluster: 'outbound|81||httpbin-h1.default.svc.cluster.local' } }] },
     ] }],
     cluster: [
-      edsCluster('outbound|80||httpbin.default.svc.cluster.local', { transport_socket: upstreamTls(spiffe('default', expectSa)), ...HTTP2 }),
-      edsCluster('outbound|81||httpbin-h1.default.svc.cluster.local', { transport_socket: upstreamTls(spiffe('default', expectSa)) }),
+      edsCluster('outbound|80||httpbin.default.svc.cluster.local', { transport_socket: upstreamTls(spiffe('default', expectSa), ['istio-peer-exchange', 'istio']), ...HTTP2 }),
+      edsCluster('outbound|81||httpbin-h1.default.svc.cluster.local', { transport_socket: upstreamTls(spiffe('default', expectSa), ['istio-peer-exchange', 'istio']) }),
     ],
     endpoint: [cla('outbound|80||httpbin.default.svc.cluster.local', [inboundPort]), cla('outbound|81||httpbin-h1.default.svc.cluster.local', [inboundPort])],
   });
@@ -232,13 +236,13 @@ describe('proxy: client proxy → mTLS → server proxy (HTTP/1.1, HTTP/2, gRPC)
     });
     expect(await plaintext()).to.equal('closed');
     server.ads.set(TYPE_URL.listener, [serverListener(true)]);
-    await until(() => server.proxy.store.listeners().get('inbound')!.filterChains.length === 2);
+    await until(() => server.proxy.store.listeners().get('inbound')!.filterChains.length === 3);
     expect(server.port('inbound')).to.equal(port);
     expect(await plaintext()).to.equal(200);
     expect((await httpGet(client.port('outbound'), '/still-mtls')).status).to.equal(200);
     expect(seen.at(-1)!['x-forwarded-client-cert']).to.equal(`URI=${spiffe('default', 'sleep')}`);
     server.ads.set(TYPE_URL.listener, [serverListener(false)]);
-    await until(() => server.proxy.store.listeners().get('inbound')!.filterChains.length === 1);
+    await until(() => server.proxy.store.listeners().get('inbound')!.filterChains.length === 2);
     expect(await plaintext()).to.equal('closed');
   });
 

@@ -73,6 +73,8 @@ describe('proxy: routing, load balancing, TCP, smuggling, passthrough', function
         { match: { prefix: '/down' }, route: { cluster: 'down' } },
         { match: { prefix: '/nocluster' }, route: { cluster: 'does-not-exist' } },
         { match: { prefix: '/slow' }, route: { cluster: 'one-e' } },
+        { match: { prefix: '/outlier' }, route: { cluster: 'outlier' } },
+        { match: { prefix: '/breaker' }, route: { cluster: 'breaker' } },
       ] },
       { name: 'wild', domains: ['*.wild.example'], routes: [{ match: { prefix: '/' }, route: { cluster: 'one-b' } }] },
       { name: 'lb', domains: ['lb'], routes: [
@@ -92,6 +94,8 @@ describe('proxy: routing, load balancing, TCP, smuggling, passthrough', function
     ...names.map((n) => cla(`one-${n}`, [port[n]])),
     cla('down', []),
     cla('rr', [port.a, port.b, port.c]),
+    cla('outlier', [port.a, port.bad]),
+    cla('breaker', [port.e]),
     cla('lr', [port.a, port.b, port.c]),
     cla('random', [port.a, port.b, port.c]),
     cla('ring', [port.a, port.b, port.c, port.d, port.e]),
@@ -105,7 +109,7 @@ describe('proxy: routing, load balancing, TCP, smuggling, passthrough', function
   before(async () => {
     for (const n of names) {
       const s = http.createServer((req, res) => {
-        if (req.url === '/slow') { setTimeout(() => { res.writeHead(200, { 'content-type': 'application/json' }); res.end(JSON.stringify({ backend: n, path: req.url, headers: req.headers })); }, 300); return; }
+        if (req.url?.endsWith('/slow')) { setTimeout(() => { res.writeHead(200, { 'content-type': 'application/json' }); res.end(JSON.stringify({ backend: n, path: req.url, headers: req.headers })); }, 300); return; }
         res.writeHead(200, { 'content-type': 'application/json', 'x-backend-internal': 'x' });
         res.end(JSON.stringify({ backend: n, path: req.url, headers: req.headers }));
       });
@@ -113,6 +117,10 @@ describe('proxy: routing, load balancing, TCP, smuggling, passthrough', function
       port[n] = (s.address() as AddressInfo).port;
       backends.push(s);
     }
+    const bad = http.createServer((_req, res) => { res.writeHead(500, { 'content-type': 'application/json' }); res.end(JSON.stringify({ backend: 'bad' })); });
+    await new Promise<void>((r) => bad.listen(0, '127.0.0.1', r));
+    port.bad = (bad.address() as AddressInfo).port;
+    backends.push(bad);
     tcpEcho = net.createServer((s) => s.pipe(s));
     await new Promise<void>((r) => tcpEcho.listen(0, '127.0.0.1', r));
     tcpPort = (tcpEcho.address() as AddressInfo).port;
@@ -131,6 +139,8 @@ describe('proxy: routing, load balancing, TCP, smuggling, passthrough', function
         lbCluster('rr', 'ROUND_ROBIN', []), lbCluster('lr', 'LEAST_REQUEST', []), lbCluster('random', 'RANDOM', []),
         lbCluster('ring', 'RING_HASH', []), lbCluster('prio', 'ROUND_ROBIN', []), lbCluster('weighted', 'ROUND_ROBIN', []),
         staticCluster('tcp-echo', [tcpPort]),
+        edsCluster('outlier', { outlier_detection: { consecutive_5xx: { value: 2 }, base_ejection_time: { seconds: 30 }, max_ejection_percent: { value: 50 } } }),
+        edsCluster('breaker', { circuit_breakers: { thresholds: [{ max_requests: { value: 1 } }] } }),
         { name: 'PassthroughCluster', type: 'ORIGINAL_DST', lb_policy: 'CLUSTER_PROVIDED', connect_timeout: { seconds: 1 } },
       ],
       endpoint: endpoints(),
@@ -230,6 +240,25 @@ describe('proxy: routing, load balancing, TCP, smuggling, passthrough', function
     } },
   ];
   for (const c of lbCases) it(`load balancing: ${c.name}`, c.run);
+
+  it('outlier detection ejects a host after consecutive 5xx (others keep serving)', async () => {
+    const seen: string[] = [];
+    for (let i = 0; i < 12; i++) seen.push((await request(p.port('http'), '/outlier', { host: 'svc.example' })).backend!);
+    expect(seen.filter((b) => b === 'bad')).to.have.length(2);
+    expect(seen.slice(-6)).to.deep.equal(['a', 'a', 'a', 'a', 'a', 'a']);
+    const clusters = await (await fetch(`http://127.0.0.1:${p.proxy.adminPort}/clusters`)).text();
+    expect(clusters).to.contain(`outlier::127.0.0.1:${port.bad}::health_flags::healthy/failed_outlier_check`);
+  });
+
+  it('circuit breaker: requests over max_requests get 503 (UO)', async () => {
+    const first = request(p.port('http'), '/breaker/slow', { host: 'svc.example' });
+    await new Promise((r) => setTimeout(r, 100));
+    const over = await request(p.port('http'), '/breaker/x', { host: 'svc.example' });
+    expect(over.status).to.equal(503);
+    expect(over.body).to.equal('upstream overflow');
+    expect((await first).status).to.equal(200);
+    expect((await request(p.port('http'), '/breaker/x', { host: 'svc.example' })).status).to.equal(200);
+  });
 
   it('failover returns to priority 0 when it becomes healthy again (EDS update)', async () => {
     const eps = endpoints().map((e) => (e.cluster_name === 'prio' ? { cluster_name: 'prio', endpoints: [{ priority: 0, lb_endpoints: [endpointsOf(port.a)] }, { priority: 1, lb_endpoints: [endpointsOf(port.b)] }] } : e));

@@ -44,7 +44,32 @@ func readYaml(file string) (map[string]interface{}, error) {
 	if out == nil {
 		out = map[string]interface{}{}
 	}
-	return out, nil
+	return asJSONNumbers(out).(map[string]interface{}), nil
+}
+
+// asJSONNumbers turns every integer into float64, as Helm's values are (it reads YAML through JSON): a template
+// comparing a value with an int literal (`eq .port 80`) fails under Helm, and so it fails here.
+func asJSONNumbers(v interface{}) interface{} {
+	switch t := v.(type) {
+	case map[string]interface{}:
+		for k, x := range t {
+			t[k] = asJSONNumbers(x)
+		}
+		return t
+	case []interface{}:
+		for i, x := range t {
+			t[i] = asJSONNumbers(x)
+		}
+		return t
+	case int:
+		return float64(t)
+	case int64:
+		return float64(t)
+	case uint64:
+		return float64(t)
+	default:
+		return v
+	}
 }
 
 // merge returns dst with src laid over it: maps merge key by key, any other value replaces.

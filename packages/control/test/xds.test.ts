@@ -121,7 +121,7 @@ describe('ADS server', () => {
     expect(c.responses.slice(before).map((r) => r.type)).to.deep.equal([TYPE_URL.endpoint]);
   });
 
-  it('regenerates only the changed services on an endpoint-only step, and still sends the full EDS set', async () => {
+  it('regenerates only the changed services on an endpoint-only step and sends only the changed EDS resources', async () => {
     const two = (version: string, a: string[], b: string[]): Snapshot => {
       const sa = svc('a.test', 'f', 'file');
       const sb = svc('b.test', 'f', 'file');
@@ -145,7 +145,15 @@ describe('ADS server', () => {
     const eds = await c.next((r) => r.type === TYPE_URL.endpoint, before);
     expect(seen).to.deep.equal([1, 1]);
     const byName = Object.fromEntries(eds.resources.map((r) => [r.cluster_name, ((r.endpoints as { lb_endpoints: unknown[] }[])[0]).lb_endpoints.length]));
-    expect(byName).to.deep.equal({ 'outbound|80||a.test': 2, 'outbound|80||b.test': 1 });
+    expect(byName).to.deep.equal({ 'outbound|80||a.test': 2 });
+    // The version names the whole set: what a full generation gives.
+    await wait(() => ads.syncStatus()[0]?.types.find((t) => t.short === 'EDS')?.state === 'SYNCED');
+    expect(ads.syncStatus()[0].types.find((t) => t.short === 'EDS')!.resources).to.equal(2);
+    const fresh = client('sidecar~10.0.0.8~b.default~default.svc.cluster.local');
+    fresh.subscribe(TYPE_URL.endpoint, ['outbound|80||a.test', 'outbound|80||b.test']);
+    const full = await fresh.next((r) => r.type === TYPE_URL.endpoint, 0);
+    expect(full.resources).to.have.length(2);
+    expect(full.version).to.equal(eds.version);
   });
 
   it('records a NACK per proxy and type, keeps it, and does not re-push the same version', async () => {

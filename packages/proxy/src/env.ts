@@ -31,6 +31,7 @@ export const PROXY_ENV: readonly EnvVar[] = Object.freeze([
   { name: 'TRELLIS_HEALTH_PORT', flag: '--health-port', default: '15021', description: '/healthz/ready port' },
   { name: 'TRELLIS_DRAIN_TIME', flag: '--drain-time', default: '5', description: 'seconds to wait for in-flight requests on SIGTERM' },
   { name: 'TRELLIS_DETECTION_TIMEOUT', flag: '--protocol-detection-timeout', default: '100', description: 'ms to wait for a client\'s first bytes before treating it as opaque TCP' },
+  { name: 'TRELLIS_CONCURRENCY', flag: '--concurrency', default: '2', description: 'worker processes sharing the listeners (1 = no workers)' },
   { name: 'TRELLIS_LOG_LEVEL', flag: '--log-level', default: 'info', description: 'debug | info | warn | error | off' },
 ]);
 

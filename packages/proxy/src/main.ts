@@ -1,4 +1,5 @@
 /** trellis-proxy: flags (or the environment, see env.ts) → a Proxy; SIGTERM drains and exits. */
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { hostname, networkInterfaces } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
@@ -7,6 +8,7 @@ import { sdNotify } from '@trellis/native';
 import { PROXY_ENV, envFor } from './env.js';
 import { createLogger, isLogLevel } from './log.js';
 import { Proxy } from './proxy.js';
+import { runPrimary, reportWorkerPorts } from './workers.js';
 import { nodeIdentity } from './xds/node.js';
 
 function firstIp(): string {
@@ -56,7 +58,7 @@ program
   .option('--drain-time <s>', 'drain seconds on SIGTERM', d('--drain-time', '5'))
   .option('--protocol-detection-timeout <ms>', 'first-bytes wait', d('--protocol-detection-timeout', '100'))
   .option('--log-level <level>', 'log level', d('--log-level', 'info'))
-  .option('--concurrency <n>', 'worker processes (only 1 is implemented)', '1');
+  .option('--concurrency <n>', 'worker processes sharing the listeners', d('--concurrency', '2'));
 
 program.parse();
 const o = program.opts<Record<string, string | boolean | undefined>>();
@@ -67,8 +69,16 @@ const logger = createLogger(level);
 // A proxy must not go down with one request: log a bug in a handler and keep serving the others.
 process.on('uncaughtException', (err) => logger.error('uncaught exception (bug): request dropped', { error: err.stack ?? String(err) }));
 
-try {
-  if (o.concurrency !== '1') logger.warn('--concurrency other than 1 is not implemented; running one process', { concurrency: o.concurrency });
+const concurrency = Number(o.concurrency);
+if (!Number.isInteger(concurrency) || concurrency < 1) { process.stderr.write(`--concurrency: "${String(o.concurrency)}" is not a positive integer\n`); process.exit(2); }
+const isWorker = cluster.isWorker && process.env.TRELLIS_WORKER === '1';
+
+if (concurrency > 1 && cluster.isPrimary) {
+  await runPrimary({
+    concurrency, logger, drainTimeMs: Number(o.drainTime) * 1000, adminAddress: '127.0.0.1', statusAddress: '0.0.0.0',
+    ports: { admin: port('--admin-port', String(o.adminPort)), prometheus: port('--prometheus-port', String(o.prometheusPort)), health: port('--health-port', String(o.healthPort)) },
+  });
+} else try {
   const credentials = o.xdsPlaintext ? grpc.credentials.createInsecure() : grpc.credentials.createSsl(readFileSync(String(o.xdsRootCert)));
   const node = nodeIdentity({
     mode: o.mode === 'gateway' ? 'gateway' : 'sidecar', ip: String(o.ip), workloadName: String(o.workloadName), namespace: String(o.namespace),
@@ -78,13 +88,18 @@ try {
     node, logger,
     xds: { target: String(o.xdsAddress), credentials },
     sdsSocket: o.sdsSocket ? String(o.sdsSocket) : null,
-    ports: { outbound: port('--outbound-port', String(o.outboundPort)), inbound: port('--inbound-port', String(o.inboundPort)), admin: port('--admin-port', String(o.adminPort)), prometheus: port('--prometheus-port', String(o.prometheusPort)), health: port('--health-port', String(o.healthPort)) },
+    ports: isWorker
+      // workers: private status ports on loopback; the primary owns the public ones and asks the workers
+      ? { outbound: port('--outbound-port', String(o.outboundPort)), inbound: port('--inbound-port', String(o.inboundPort)), admin: 0, prometheus: 0, health: 0 }
+      : { outbound: port('--outbound-port', String(o.outboundPort)), inbound: port('--inbound-port', String(o.inboundPort)), admin: port('--admin-port', String(o.adminPort)), prometheus: port('--prometheus-port', String(o.prometheusPort)), health: port('--health-port', String(o.healthPort)) },
+    ...(isWorker ? { statusAddress: '127.0.0.1' } : {}),
     detectionTimeoutMs: Number(o.protocolDetectionTimeout), drainTimeMs: Number(o.drainTime) * 1000,
     trustDomain: String(o.trustDomain), namespace: String(o.namespace), serviceAccount: String(o.serviceAccount), workloadName: String(o.workloadName),
   });
   await proxy.start();
+  if (isWorker) reportWorkerPorts({ admin: proxy.adminPort, prometheus: proxy.prometheusPort, health: proxy.healthPort });
   logger.info('trellis-proxy started', { node: node.id, xds: o.xdsAddress, admin: proxy.adminPort, prometheus: proxy.prometheusPort, health: proxy.healthPort });
-  void proxy.whenReady().then(() => { logger.info('first complete config applied; ready', { listeners: proxy.listeners.ports() }); sdNotify('READY=1'); });
+  void proxy.whenReady().then(() => { logger.info('first complete config applied; ready', { listeners: proxy.listeners.ports(), worker: isWorker ? cluster.worker?.id : undefined }); if (!isWorker) sdNotify('READY=1'); });
   let stopping = false;
   const stop = (sig: string) => {
     if (stopping) return;

@@ -4,6 +4,7 @@
  * build them in-process with port 0 everywhere.
  */
 import type * as grpc from '@grpc/grpc-js';
+import { randomUUID } from 'node:crypto';
 import type http from 'node:http';
 import { getOriginalDst, socketFd } from '@trellis/native';
 import { adminHandler, healthHandler, listenHttp, prometheusHandler } from './admin/admin-server.js';
@@ -68,10 +69,11 @@ export class Proxy {
 
   constructor(private readonly o: ProxyOptions) {
     const td = o.trustDomain ?? 'cluster.local';
+    const instance = randomUUID();
     this.metrics = new ProxyMetrics({
       workload: o.workloadName ?? 'unknown', namespace: o.namespace ?? 'unknown', trustDomain: td,
       principal: o.namespace && o.serviceAccount ? `spiffe://${td}/ns/${o.namespace}/sa/${o.serviceAccount}` : 'unknown',
-    });
+    }, { instance, defaultMetrics: true });
     const now = () => Date.now();
     // listener → route → cluster → endpoint (DESIGN.md §6.4), one layer per file.
     const handler = compose([
@@ -86,7 +88,7 @@ export class Proxy {
       store: this.store, clusters: this.clusters, tlsContexts: this.tlsContexts, http: this.http, logger: o.logger,
       originalDst: o.originalDst ?? ((s) => { const fd = socketFd(s as unknown as { _handle?: { fd?: number } | null }); if (fd < 0) return null; try { return getOriginalDst(fd); } catch { return null; } }),
       portOverrides: { virtualOutbound: o.ports.outbound, virtualInbound: o.ports.inbound },
-      bindAddress: o.bindAddress, detectionTimeoutMs: o.detectionTimeoutMs ?? 100, now,
+      bindAddress: o.bindAddress, detectionTimeoutMs: o.detectionTimeoutMs ?? 100, now, instance,
     });
     this.store.onChange(() => {
       if (!this.wasReady && this.store.missing().length === 0) {

@@ -3,6 +3,7 @@ Template subset: this chart is rendered by Helm, by test/helm-render (Go text/te
 `trellisctl install k8s` (packages/control/src/install/template.ts). Use only: if/else if/else, range (lists and
 maps, with `$k, $v :=`), with, define/include, variables, and the functions include, toYaml, nindent, indent,
 quote, default, required, printf, eq, ne, and, or, not, trunc, trimSuffix, toString.
+Numbers from values are float64 under Helm: compare them as strings (`eq (toString .port) "80"`).
 */}}
 
 {{- define "trellis.labels" -}}

@@ -410,7 +410,7 @@ function indent(n: number, s: string): string {
 /** Helm's toYaml: YAML of the value without the trailing newline; nil is `null`. */
 export function toYaml(v: Value): string {
   if (v === undefined || v === null) return 'null';
-  return stringify(v, { indent: 2, lineWidth: 0, sortMapEntries: true }).replace(/\n$/, '');
+  return stringify(v, { version: '1.1', indent: 2, lineWidth: 0, sortMapEntries: true }).replace(/\n$/, '');
 }
 
 function printf(format: string, args: Value[], pos: Pos): string {

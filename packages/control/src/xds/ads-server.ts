@@ -263,7 +263,8 @@ export class AdsServer {
   /**
    * Generates, encodes and (when the version differs, or `force`) sends one type to one connection. With `partial`
    * (an endpoint-only step, EDS only), only the services whose endpoints changed are regenerated, from snapshots
-   * reduced to those hostnames; every other resource is what was sent last.
+   * reduced to those hostnames; every other resource is what was sent last, and only changed resources go on the
+   * wire (the version still names the whole set).
    */
   #pushType(conn: Connection, type: string, ts: TypeState, force: boolean, partial?: { prev: Snapshot; hosts: ReadonlySet<string> }): void {
     const snapshot = this.#o.snapshots.current();
@@ -292,8 +293,10 @@ export class AdsServer {
     const resources: { type_url: string; value: Uint8Array }[] = [];
     const hashes = new Map<string, string>();
     const sentResources = new Map<string, Encoded>();
+    // EDS and RDS are not "all resources required" types: in state of the world a client keeps a subscribed
+    // resource that a response leaves out (Envoy and gRFC A53), so a partial push sends only what changed.
+    const onlyChanged = partial !== undefined && kept.size > 0;
     for (const [name, enc] of kept) {
-      resources.push(enc.any);
       hashes.set(name, enc.hash);
       sentResources.set(name, enc);
     }
@@ -319,7 +322,7 @@ export class AdsServer {
         this.#encoded.set(r.body, enc);
       }
       if (sentResources.has(r.name)) continue;
-      resources.push(enc.any);
+      if (!onlyChanged || ts.sent?.get(r.name) !== enc.hash) resources.push(enc.any);
       hashes.set(r.name, enc.hash);
       sentResources.set(r.name, enc);
     }

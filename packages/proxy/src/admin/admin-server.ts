@@ -135,8 +135,9 @@ export function prometheusHandler(metrics: ProxyMetrics): http.RequestListener {
   };
 }
 
+/** `exclusive`: under node:cluster each worker gets its own port (the primary fronts them, see workers.ts). */
 export async function listenHttp(handler: http.RequestListener, host: string, port: number): Promise<{ server: http.Server; port: number }> {
   const server = http.createServer(handler);
-  await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(port, host, () => resolve()); });
+  await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen({ port, host, exclusive: true }, () => resolve()); });
   return { server, port: (server.address() as AddressInfo).port };
 }

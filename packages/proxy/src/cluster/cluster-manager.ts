@@ -57,7 +57,11 @@ export class ClusterRuntime {
     if (t) {
       const c = this.tlsContexts.get(t);
       if (!c) return 'no_secret';
-      params = { config: t, ctx: c.ctx, alpn: t.alpn.length ? t.alpn : h2 ? ['h2'] : ['http/1.1'] };
+      // Istio's mesh ALPN (Envoy's istio.alpn filter): a cluster whose TLS offers `istio` tells the server proxy
+      // the protocol inside the tunnel with `istio-h2` / `istio-http/1.1`, which inbound filter chains match on.
+      const istio = t.alpn.includes('istio') || t.alpn.includes('istio-peer-exchange');
+      const alpn = h2 ? (istio ? ['istio-h2', 'h2'] : ['h2']) : (istio ? ['istio-http/1.1', 'http/1.1'] : [...t.alpn.filter((a) => a !== 'h2' && a !== 'http/1.1'), 'http/1.1']);
+      params = { config: t, ctx: c.ctx, alpn };
       version = c.version;
     }
     const key = `${h2 ? 'h2' : 'h1'}|${host.key}|${version}`;
@@ -69,7 +73,7 @@ export class ClusterRuntime {
     let u: Upstream;
     if (h2) u = { kind: 'h2', h2: new H2Upstream(address, port, this.config.connectTimeoutMs, params) };
     else {
-      const h1Params = params ? { ...params, alpn: t!.alpn.length ? [...t!.alpn.filter((a) => a !== 'h2'), 'http/1.1'] : ['http/1.1'] } : null;
+      const h1Params = params;
       u = {
         kind: 'h1',
         pool: new Pool(`http://${host.key}`, {

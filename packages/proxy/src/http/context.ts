@@ -10,6 +10,8 @@ import type { ClusterRuntime } from '../cluster/cluster-manager.js';
 import type { Host } from '../lb/hosts.js';
 
 export interface ConnectionInfo {
+  /** Which proxy instance accepted it (events carry it so several proxies can share a process, as in tests). */
+  readonly instance: string;
   readonly direction: 'inbound' | 'outbound';
   readonly listener: string;
   readonly hcm: HttpConnectionManager;

@@ -32,7 +32,7 @@ export class HttpServers {
       }
       socket.destroy();
       if (info && requestChannel.hasSubscribers && err.code !== 'ECONNRESET') {
-        requestChannel.publish({ reporter: info.direction === 'outbound' ? 'source' : 'destination', protocol: 'http', cluster: '', responseCode: 400, grpcStatus: null, responseFlags: 'DPE', durationMs: 0, requestBytes: 0, responseBytes: 0, sourcePrincipal: info.peerPrincipal, destinationPrincipal: null, mtls: info.peerPrincipal !== null, destinationWorkload: null, destinationWorkloadNamespace: null });
+        requestChannel.publish({ instance: info.instance, reporter: info.direction === 'outbound' ? 'source' : 'destination', protocol: 'http', cluster: '', responseCode: 400, grpcStatus: null, responseFlags: 'DPE', durationMs: 0, requestBytes: 0, responseBytes: 0, sourcePrincipal: info.peerPrincipal, destinationPrincipal: null, mtls: info.peerPrincipal !== null, destinationWorkload: null, destinationWorkloadNamespace: null });
       }
     });
     this.h2 = http2.createServer({ settings: { initialWindowSize: 1 << 20, maxConcurrentStreams: 1000 }, maxSessionMemory: 64 }, (req, res) => this.onRequest(req, res, true));

@@ -33,6 +33,8 @@ export interface ListenerManagerOptions {
   /** Bind address override for every listener (tests: 127.0.0.1). */
   readonly bindAddress?: string;
   readonly detectionTimeoutMs: number;
+  /** Instance id stamped on connection facts and telemetry events. */
+  readonly instance: string;
   readonly now: () => number;
 }
 
@@ -104,7 +106,7 @@ export class ListenerManager {
   }
 
   private keyOf(l: ListenerConfig): string {
-    const port = this.o.portOverrides[l.name] ?? this.o.portOverrides[l.name.replace(/6$/, '')] ?? l.address!.port;
+    const port = this.o.portOverrides[l.name] ?? l.address!.port;
     return `${this.o.bindAddress ?? l.address!.address}|${port}`;
   }
 
@@ -162,11 +164,11 @@ export class ListenerManager {
   private dispatch(l: ListenerConfig, chain: FilterChain, socket: net.Socket, f: { direction: 'inbound' | 'outbound'; sourceIp: string; destIp: string; destPort: number; detected: Detected; peer: string | null; tls: boolean; alpn: string | null }): void {
     const term = chain.terminal;
     if (term.kind === 'tcp') {
-      proxyTcp(socket, term, { direction: f.direction, destIp: f.destIp, destPort: f.destPort, peerPrincipal: f.peer }, this.o.clusters, this.o.tlsContexts, this.o.now);
+      proxyTcp(socket, term, { instance: this.o.instance, direction: f.direction, destIp: f.destIp, destPort: f.destPort, peerPrincipal: f.peer }, this.o.clusters, this.o.tlsContexts, this.o.now);
       return;
     }
     const h2 = f.tls ? f.alpn === 'h2' : f.detected.applicationProtocols.includes('h2c') || term.codecType === 'HTTP2';
-    this.o.http.accept(socket, { direction: f.direction, listener: l.name, hcm: term, sourceIp: f.sourceIp, destIp: f.destIp, destPort: f.destPort, peerPrincipal: f.peer, tls: f.tls }, h2);
+    this.o.http.accept(socket, { instance: this.o.instance, direction: f.direction, listener: l.name, hcm: term, sourceIp: f.sourceIp, destIp: f.destIp, destPort: f.destPort, peerPrincipal: f.peer, tls: f.tls }, h2);
     socket.resume();
   }
 

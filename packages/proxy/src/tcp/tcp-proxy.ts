@@ -11,6 +11,7 @@ import { connectUpstream } from '../upstream/connect.js';
 import type { TlsContexts } from '../tls/contexts.js';
 
 export interface TcpConnectionFacts {
+  readonly instance: string;
   readonly direction: 'inbound' | 'outbound';
   readonly destIp: string;
   readonly destPort: number;
@@ -28,7 +29,7 @@ export function proxyTcp(down: Socket, filter: TcpProxy, facts: TcpConnectionFac
   const rt = clusters.get(name);
   const reporter = facts.direction === 'outbound' ? 'source' : 'destination';
   const event = (kind: 'open' | 'close', sent: number, received: number, flags: string, upstreamPrincipal: string | null) => {
-    if (tcpChannel.hasSubscribers) tcpChannel.publish({ kind, reporter, cluster: name, sentBytes: sent, receivedBytes: received, sourcePrincipal: facts.peerPrincipal, destinationPrincipal: upstreamPrincipal, mtls: facts.direction === 'inbound' ? facts.peerPrincipal !== null : upstreamPrincipal !== null, responseFlags: flags });
+    if (tcpChannel.hasSubscribers) tcpChannel.publish({ instance: facts.instance, kind, reporter, cluster: name, sentBytes: sent, receivedBytes: received, sourcePrincipal: facts.peerPrincipal, destinationPrincipal: upstreamPrincipal, mtls: facts.direction === 'inbound' ? facts.peerPrincipal !== null : upstreamPrincipal !== null, responseFlags: flags });
   };
   if (!rt || rt.config.name === 'BlackHoleCluster') {
     event('open', 0, 0, rt ? 'UH' : 'NC', null);

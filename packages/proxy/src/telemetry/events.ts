@@ -5,6 +5,8 @@
 import diagnostics_channel from 'node:diagnostics_channel';
 
 export interface RequestEvent {
+  /** The publishing proxy instance. */
+  readonly instance: string;
   readonly reporter: 'source' | 'destination';
   readonly protocol: 'http' | 'grpc';
   readonly cluster: string;
@@ -24,6 +26,7 @@ export interface RequestEvent {
 }
 
 export interface TcpEvent {
+  readonly instance: string;
   readonly kind: 'open' | 'close' | 'bytes';
   readonly reporter: 'source' | 'destination';
   readonly cluster: string;

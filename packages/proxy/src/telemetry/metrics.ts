@@ -89,10 +89,13 @@ export class ProxyMetrics {
   private readonly tcpReceived = new Family('istio_tcp_received_bytes_total', 'Bytes received during request in a TCP connection', 'counter');
   private readonly tcpOpened = new Family('istio_tcp_connections_opened_total', 'TCP connections opened', 'counter');
   private readonly tcpClosed = new Family('istio_tcp_connections_closed_total', 'TCP connections closed', 'counter');
-  private readonly onRequest = (m: unknown) => this.request(m as RequestEvent);
-  private readonly onTcp = (m: unknown) => this.tcp(m as TcpEvent);
+  private readonly onRequest = (m: unknown) => { if ((m as RequestEvent).instance === this.instance) this.request(m as RequestEvent); };
+  private readonly onTcp = (m: unknown) => { if ((m as TcpEvent).instance === this.instance) this.tcp(m as TcpEvent); };
+  private readonly instance: string;
 
-  constructor(private readonly self: SelfIdentity, opts: { defaultMetrics?: boolean } = {}) {
+  /** Counts the events of proxy `instance` only. */
+  constructor(private readonly self: SelfIdentity, opts: { instance: string; defaultMetrics?: boolean }) {
+    this.instance = opts.instance;
     for (const f of [this.requests, this.duration, this.requestBytes, this.responseBytes, this.tcpSent, this.tcpReceived, this.tcpOpened, this.tcpClosed]) {
       this.registry.registerMetric(f as unknown as Parameters<Registry['registerMetric']>[0]);
     }

@@ -15,7 +15,7 @@ export class H2Upstream {
     if (s && !s.closed && !s.destroyed) return s;
     const authority = `${this.tls ? 'https' : 'http'}://${this.host.includes(':') ? `[${this.host}]` : this.host}:${this.port}`;
     const session = http2.connect(authority, {
-      createConnection: () => connectUpstream(this.host, this.port, this.connectTimeoutMs, this.tls ? { ...this.tls, alpn: ['h2'] } : null, () => {}),
+      createConnection: () => connectUpstream(this.host, this.port, this.connectTimeoutMs, this.tls, () => {}),
       settings: { enablePush: false, initialWindowSize: 1 << 20 },
     });
     session.on('error', () => {});

@@ -11,6 +11,7 @@ export const telemetryLayer: Layer = (next) => (ctx) => {
     if (!requestChannel.hasSubscribers) return;
     const md = ctx.host?.metadata.istio as { workload?: string; namespace?: string } | undefined;
     requestChannel.publish({
+      instance: ctx.conn.instance,
       reporter: ctx.conn.direction === 'outbound' ? 'source' : 'destination',
       protocol: (ctx.headers['content-type'] as string | undefined)?.startsWith('application/grpc') ? 'grpc' : 'http',
       cluster: ctx.clusterName,

@@ -90,6 +90,12 @@ describe('proxy: client proxy → mTLS → server proxy (HTTP/1.1, HTTP/2, gRPC)
       req.on('data', (c: Buffer) => (body += c));
       req.on('end', () => { res.writeHead(200, { 'content-type': 'application/json', 'x-app': 'yes' }); res.end(JSON.stringify({ method: req.method, url: req.url, body, headers: req.headers })); });
     });
+    // A WebSocket-like upgrade: 101, then echo every byte prefixed with the caller's identity header.
+    app.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => {
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: ${String(req.headers.upgrade)}\r\n\r\n`);
+      socket.write(`peer=${String(req.headers['x-forwarded-client-cert'])};`);
+      socket.pipe(socket);
+    });
     await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
     appPort = (app.address() as AddressInfo).port;
     grpcApp = new grpc.Server();
@@ -184,6 +190,26 @@ describe('proxy: client proxy → mTLS → server proxy (HTTP/1.1, HTTP/2, gRPC)
       expect(late?.code).to.equal(grpc.status.DEADLINE_EXCEEDED);
     } finally {
       c.close();
+    }
+  });
+
+  it('WebSocket upgrade through both proxies: 101, then bytes both ways over the mTLS hop', async () => {
+    for (const host of ['httpbin', 'httpbin-h1']) {
+      const got = await new Promise<string>((resolve, reject) => {
+        const s = net.connect(client.port('outbound'), '127.0.0.1', () => {
+          s.write(`GET /ws HTTP/1.1\r\nhost: ${host}\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+        });
+        let out = '';
+        s.on('data', (d) => {
+          out += d;
+          if (out.includes('peer=') && !out.includes('ping')) s.write('ping');
+          if (out.endsWith('ping')) s.end();
+        });
+        s.on('close', () => resolve(out));
+        s.on('error', reject);
+      });
+      expect(got.startsWith('HTTP/1.1 101 Switching Protocols')).to.equal(true, got);
+      expect(got).to.contain(`peer=URI=${spiffe('default', 'sleep')};ping`);
     }
   });
 

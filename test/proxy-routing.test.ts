@@ -297,6 +297,11 @@ describe('proxy: routing, load balancing, TCP, smuggling, passthrough', function
     });
   }
 
+  it('an upgrade request with no route gets 404 and the connection is closed', async () => {
+    const out = await rawExchange(p.port('http'), 'GET /nothing HTTP/1.1\r\nHost: svc.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
+    expect(out.startsWith('HTTP/1.1 404')).to.equal(true, out);
+  });
+
   it('outbound capture listener: ALLOW_ANY passes an unknown destination through to the original destination', async () => {
     // No iptables here: the original destination is read from the connection's own address (no conntrack entry),
     // so connecting to the capture port's address passes through to itself; instead inject it.

@@ -56,51 +56,64 @@ export function decodeAny(any: { type_url: string; value: Uint8Array }): Record<
   return decodeMessage(any.type_url, any.value);
 }
 
-/** A `google.protobuf.Value` in proto-loader's object form. */
+/**
+ * A `google.protobuf.Value` as protobufjs and proto-loader hold it. protobufjs substitutes its bundled struct.proto
+ * for google/protobuf/struct.proto, and that one names Value's fields in camelCase (`stringValue`) even under
+ * keepCase, so these are the names that encode; snake_case ones would be dropped without a word.
+ */
 export type StructValue =
-  | { null_value: 'NULL_VALUE' }
-  | { number_value: number }
-  | { string_value: string }
-  | { bool_value: boolean }
-  | { struct_value: StructObject }
-  | { list_value: { values: StructValue[] } };
+  | { nullValue: 'NULL_VALUE' }
+  | { numberValue: number }
+  | { stringValue: string }
+  | { boolValue: boolean }
+  | { structValue: StructObject }
+  | { listValue: { values: StructValue[] } };
 export interface StructObject {
   fields: Record<string, StructValue>;
 }
 
-/** JSON → `google.protobuf.Struct` in proto-loader's object form (for node metadata and CSR metadata). */
-export function toStruct(json: Record<string, unknown>): StructObject {
+/** JSON → `google.protobuf.Struct` (node metadata, CSR metadata, endpoint and transport-socket-match metadata). */
+export function toStruct(json: Readonly<Record<string, unknown>>): StructObject {
   const fields: Record<string, StructValue> = {};
   for (const [k, v] of Object.entries(json)) if (v !== undefined) fields[k] = toValue(v);
   return { fields };
 }
 
 function toValue(v: unknown): StructValue {
-  if (v === null) return { null_value: 'NULL_VALUE' };
-  if (typeof v === 'number') return { number_value: v };
-  if (typeof v === 'string') return { string_value: v };
-  if (typeof v === 'boolean') return { bool_value: v };
-  if (Array.isArray(v)) return { list_value: { values: v.map(toValue) } };
-  if (typeof v === 'object') return { struct_value: toStruct(v as Record<string, unknown>) };
-  return { string_value: String(v) };
+  if (v === null) return { nullValue: 'NULL_VALUE' };
+  if (typeof v === 'number') return { numberValue: v };
+  if (typeof v === 'string') return { stringValue: v };
+  if (typeof v === 'boolean') return { boolValue: v };
+  if (Array.isArray(v)) return { listValue: { values: v.map(toValue) } };
+  if (typeof v === 'object') return { structValue: toStruct(v as Record<string, unknown>) };
+  return { stringValue: String(v) };
 }
 
-/** `google.protobuf.Struct` (proto-loader object form, possibly with `kind` oneof keys) → JSON. */
+/**
+ * `google.protobuf.Struct` → JSON. Accepts what gRPC and `decodeAny` produce (camelCase fields, possibly with the
+ * `kind` oneof key) and the snake_case spelling of proto JSON.
+ */
 export function fromStruct(struct: { fields?: Record<string, unknown> } | null | undefined): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(struct?.fields ?? {})) out[k] = fromValue(v as Record<string, unknown>);
   return out;
 }
 
+const VALUE_KINDS = ['nullValue', 'numberValue', 'stringValue', 'boolValue', 'structValue', 'listValue'] as const;
+const snake = (camel: string): string => camel.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
 function fromValue(v: Record<string, unknown>): unknown {
-  const kind = (v.kind as string | undefined) ?? Object.keys(v).find((k) => k.endsWith('_value') && v[k] != null);
-  switch (kind) {
-    case 'null_value': return null;
-    case 'number_value': return Number(v.number_value);
-    case 'string_value': return v.string_value;
-    case 'bool_value': return v.bool_value;
-    case 'struct_value': return fromStruct(v.struct_value as { fields?: Record<string, unknown> });
-    case 'list_value': return ((v.list_value as { values?: Record<string, unknown>[] }).values ?? []).map(fromValue);
+  const kind = typeof v.kind === 'string' && v.kind in v
+    ? v.kind
+    : VALUE_KINDS.flatMap((k) => [k, snake(k)]).find((k) => v[k] !== undefined && v[k] !== null);
+  if (!kind) return null;
+  const value = v[kind];
+  switch (kind.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase())) {
+    case 'numberValue': return Number(value);
+    case 'stringValue': return value;
+    case 'boolValue': return value;
+    case 'structValue': return fromStruct(value as { fields?: Record<string, unknown> });
+    case 'listValue': return ((value as { values?: Record<string, unknown>[] }).values ?? []).map(fromValue);
     default: return null;
   }
 }

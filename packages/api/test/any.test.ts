@@ -44,8 +44,15 @@ describe('api: protos and Any', () => {
       .to.equal('/istio.v1.auth.IstioCertificateService/CreateCertificate');
   });
 
-  it('converts JSON to google.protobuf.Struct and back', () => {
+  it('carries JSON through google.protobuf.Struct on the wire (node metadata in a DiscoveryRequest)', () => {
     const json = { CLUSTER_ID: 'c1', LABELS: { app: 'reviews', version: 'v2' }, PORTS: [9080, 15090], MESH: true, NONE: null };
-    expect(fromStruct(toStruct(json))).to.deep.equal(json);
+    const request = { node: { id: 'sidecar~10.0.0.1~reviews-v2.default~default.svc.cluster.local', metadata: toStruct(json) } };
+    const typeUrl = 'type.googleapis.com/envoy.service.discovery.v3.DiscoveryRequest';
+    const back = decodeAny(encodeAny(typeUrl, request)) as { node: { metadata: { fields: Record<string, unknown> } } };
+    expect(fromStruct(back.node.metadata)).to.deep.equal(json);
+  });
+
+  it('reads a Struct in the snake_case spelling of proto JSON too', () => {
+    expect(fromStruct({ fields: { a: { string_value: 'x' }, b: { list_value: { values: [{ number_value: 1 }] } } } })).to.deep.equal({ a: 'x', b: [1] });
   });
 });

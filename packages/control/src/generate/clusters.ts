@@ -19,7 +19,7 @@
  * Proxyless gRPC clients get what grpc-js-xds accepts: EDS or single-endpoint LOGICAL_DNS, ROUND_ROBIN or
  * RING_HASH, no transport socket (no SDS in the gRPC library).
  */
-import { EXT_TYPE_URL } from '@trellis/api';
+import { EXT_TYPE_URL, toStruct } from '@trellis/api';
 import type { ServicePort, WorkloadEntry } from '@trellis/model';
 import type { GeneratedResource, MeshService, ProxyNode, Snapshot } from '../snapshot/types.js';
 import { destinationRuleFor, effectivePolicy, type TrafficPolicy } from './destination-rules.js';
@@ -165,7 +165,7 @@ function clusterTls(snapshot: Snapshot, ms: MeshService, port: ServicePort, subs
   const mtls = istioMutualUpstream(sni, peerIdentities(snapshot, ms, endpoints), meshAlpn(port));
   return {
     transport_socket_matches: [
-      { name: 'tlsMode-istio', match: { fields: { tlsMode: { string_value: 'istio' } } }, transport_socket: mtls },
+      { name: 'tlsMode-istio', match: toStruct({ tlsMode: 'istio' }), transport_socket: mtls },
       { name: 'tlsMode-disabled', match: {}, transport_socket: { name: 'envoy.transport_sockets.raw_buffer', typed_config: { '@type': EXT_TYPE_URL.rawBuffer } } },
     ],
   };

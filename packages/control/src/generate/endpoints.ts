@@ -9,11 +9,12 @@
  * a `failover` target region 3, others 4 (compacted so they are consecutive), which is Istio's failover; a matching
  * `distribute` rule sets locality weights instead.
  */
+import { toStruct } from '@trellis/api';
 import type { ServiceEntry, ServicePort, WorkloadEntry } from '@trellis/model';
 import type { GeneratedResource, MeshService, ProxyNode, Snapshot } from '../snapshot/types.js';
 import { destinationRuleFor, effectivePolicy, type TrafficPolicy } from './destination-rules.js';
 import { outboundClusterName } from './names.js';
-import { stringStruct, u32 } from './proto.js';
+import { u32 } from './proto.js';
 import { labelsMatch, visibleServices } from './scope.js';
 
 type Obj = Record<string, unknown>;
@@ -125,7 +126,7 @@ export function loadAssignment(clusterName: string, port: ServicePort, workloads
         health_status: w.health,
         load_balancing_weight: u32(Math.max(1, w.weight)),
       };
-      if (opts.tlsMetadata) e.metadata = { filter_metadata: { 'envoy.transport_socket_match': stringStruct({ tlsMode: workloadTlsMode(w) }) } };
+      if (opts.tlsMetadata) e.metadata = { filter_metadata: { 'envoy.transport_socket_match': toStruct({ tlsMode: workloadTlsMode(w) }) } };
       return e;
     });
     const out: Obj = {

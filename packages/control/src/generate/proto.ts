@@ -31,12 +31,6 @@ export function fractionalPercent(percent: number): { numerator: number; denomin
   return { numerator: Math.round(percent * 10_000), denominator: 'MILLION' };
 }
 
-/** `google.protobuf.Struct` in proto form for flat string maps (filter metadata). */
-export function stringStruct(values: Readonly<Record<string, string>>): { fields: Record<string, { string_value: string }> } {
-  const fields: Record<string, { string_value: string }> = {};
-  for (const [k, v] of Object.entries(values)) fields[k] = { string_value: v };
-  return { fields };
-}
 
 /** `envoy.config.core.v3.ConfigSource` that points at the ADS stream the proxy already has. */
 export function adsConfigSource(): Record<string, unknown> {

@@ -47,6 +47,8 @@ interface TypeState {
   sent?: ReadonlyMap<string, string>;
   /** Resources sent, name → encoding (shared with other proxies through the content cache). */
   sentResources?: ReadonlyMap<string, Encoded>;
+  /** The snapshot whose generation `sentResources` equals (for endpoint-only steps). */
+  generatedFrom?: Snapshot;
   /** The subscription `sentResources` was selected by. */
   sentNames?: Set<string> | 'wildcard';
 }
@@ -57,8 +59,6 @@ interface Connection {
   readonly connectedAt: string;
   node?: ProxyNode;
   readonly types: Map<string, TypeState>;
-  /** The snapshot every subscribed type was last generated from by a snapshot push. */
-  snapshot?: Snapshot;
   nonceCounter: number;
 }
 
@@ -234,19 +234,23 @@ export class AdsServer {
 
   #pushConnection(conn: Connection, force: boolean): void {
     const current = this.#o.snapshots.current();
-    let types = [...conn.types.keys()].sort((a, b) => order(a) - order(b));
-    if (current && conn.snapshot && conn.snapshot !== current && conn.node) {
-      const delta = this.#delta(conn.snapshot, current);
-      if (delta && !conn.node.ipAddresses.some((ip) => delta.addresses.has(ip))) {
-        const eds = conn.types.get(TYPE_URL.endpoint);
-        if (eds) this.#pushType(conn, TYPE_URL.endpoint, eds, force, { prev: conn.snapshot, hosts: delta.hosts });
-        conn.snapshot = current;
-        return;
+    const node = conn.node;
+    for (const t of [...conn.types.keys()].sort((a, b) => order(a) - order(b))) {
+      const ts = conn.types.get(t)!;
+      const prev = ts.generatedFrom;
+      if (current && node && prev && prev !== current) {
+        const delta = this.#delta(prev, current);
+        if (delta && !node.ipAddresses.some((ip) => delta.addresses.has(ip))) {
+          // Only EDS can differ; every other type would come out as it did from `prev`.
+          if (t === TYPE_URL.endpoint) this.#pushType(conn, t, ts, force, { prev, hosts: delta.hosts });
+          else ts.generatedFrom = current;
+          continue;
+        }
       }
+      this.#pushType(conn, t, ts, force);
     }
-    for (const t of types) this.#pushType(conn, t, conn.types.get(t)!, force);
-    conn.snapshot = current;
   }
+
 
   /** Endpoint-only deltas between snapshot pairs, memoised for the push cycle (every connection asks the same). */
   #deltas = new Map<string, EndpointOnlyDelta | undefined>();
@@ -327,7 +331,10 @@ export class AdsServer {
       sentResources.set(r.name, enc);
     }
     const version = versionOf(hashes);
-    if (!force && version === ts.sentVersion) return;
+    if (!force && version === ts.sentVersion) {
+      ts.generatedFrom = snapshot;
+      return;
+    }
     if (!force && ts.nack && ts.nack.version === version) return;
     const nonce = `${conn.id}-${++conn.nonceCounter}`;
     conn.stream.write({
@@ -343,6 +350,7 @@ export class AdsServer {
     ts.sent = hashes;
     ts.sentResources = sentResources;
     ts.sentNames = names;
+    ts.generatedFrom = snapshot;
     XDS_CHANNELS.push.publish({ proxy: node.id, type, version, resources: resources.length, ms: performance.now() - started });
   }
 

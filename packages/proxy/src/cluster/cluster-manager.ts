@@ -91,6 +91,11 @@ export class ClusterRuntime {
     return u;
   }
 
+  /** The current secure context for a TLS config, or null while its secrets are missing. */
+  tlsContextFor(t: UpstreamTls): import('node:tls').SecureContext | null {
+    return this.tlsContexts.get(t)?.ctx ?? null;
+  }
+
   /** Drops pools of hosts no longer present. */
   prune(): void {
     const keys = new Set(this.hosts.all.map((h) => h.key));

@@ -51,6 +51,8 @@ export interface HttpContext {
   requestBytes: number;
   responseBytes: number;
   grpcStatus: string | null;
+  /** Set for an HTTP/1.1 Upgrade request (WebSocket): the client socket and the bytes read past the head. */
+  upgrade: { readonly socket: import('node:stream').Duplex; readonly head: Buffer; value: string } | null;
 }
 
 export type Handler = (ctx: HttpContext) => void;

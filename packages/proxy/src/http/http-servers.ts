@@ -35,6 +35,16 @@ export class HttpServers {
         requestChannel.publish({ instance: info.instance, reporter: info.direction === 'outbound' ? 'source' : 'destination', protocol: 'http', cluster: '', responseCode: 400, grpcStatus: null, responseFlags: 'DPE', durationMs: 0, requestBytes: 0, responseBytes: 0, sourcePrincipal: info.peerPrincipal, destinationPrincipal: null, mtls: info.peerPrincipal !== null, destinationWorkload: null, destinationWorkloadNamespace: null });
       }
     });
+    // Upgrade (WebSocket): routed like any request, then the two connections are spliced (see upstream.ts).
+    this.h1.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) => {
+      const res = new http.ServerResponse(req);
+      res.assignSocket(socket);
+      res.shouldKeepAlive = false;
+      socket.on('error', () => socket.destroy());
+      // A local reply (404, 503, redirect) to an upgrade request ends the connection.
+      res.once('finish', () => socket.end());
+      this.onRequest(req, res, false, { socket, head, value: String(req.headers.upgrade) });
+    });
     this.h2 = http2.createServer({ settings: { initialWindowSize: 1 << 20, maxConcurrentStreams: 1000 }, maxSessionMemory: 64 }, (req, res) => this.onRequest(req, res, true));
     this.h2.on('session', (s) => { this.h2Sessions.add(s); s.once('close', () => this.h2Sessions.delete(s)); s.on('error', () => {}); });
   }
@@ -45,7 +55,7 @@ export class HttpServers {
     (h2 ? this.h2 : this.h1).emit('connection', socket);
   }
 
-  private onRequest(req: DownstreamRequest, res: DownstreamResponse, h2: boolean): void {
+  private onRequest(req: DownstreamRequest, res: DownstreamResponse, h2: boolean, upgrade: HttpContext['upgrade'] = null): void {
     const socket = (h2 ? (req as http2.Http2ServerRequest).stream.session?.socket : req.socket) as InfoSocket | undefined;
     const info = socket?.[CONNECTION_INFO];
     if (!info) { res.writeHead(500); res.end(); return; }
@@ -57,7 +67,7 @@ export class HttpServers {
       headers: forwardableRequestHeaders(raw),
       routeConfig: null, vhost: null, route: null, clusterName: '', cluster: null, host: null,
       responseHeadersToAdd: [], responseHeadersToRemove: [], responseFlags: '-', upstreamPrincipal: null,
-      requestBytes: 0, responseBytes: 0, grpcStatus: null,
+      requestBytes: 0, responseBytes: 0, grpcStatus: null, upgrade,
     };
     // While draining, HTTP/1.1 responses carry `connection: close` so clients move to another instance.
     if (this.draining && !h2) (res as http.ServerResponse).shouldKeepAlive = false;

@@ -1,5 +1,5 @@
 /** The xDS `Node` this proxy presents: Istio's id format and metadata keys, so a stock control plane understands it. */
-import { loadProtos } from '@trellis/api';
+import { toStruct } from '@trellis/api';
 
 export interface NodeIdentity {
   readonly id: string;
@@ -33,25 +33,6 @@ export function nodeIdentity(o: NodeOptions): NodeIdentity {
 }
 
 export function nodeMessage(n: NodeIdentity): Record<string, unknown> {
-  return { id: n.id, cluster: n.cluster, metadata: structOf(n.metadata), user_agent_name: 'trellis-proxy' };
+  return { id: n.id, cluster: n.cluster, metadata: toStruct(n.metadata), user_agent_name: 'trellis-proxy' };
 }
 
-/**
- * JSON → `google.protobuf.Struct` using the field names the loaded root actually has: protobufjs substitutes its
- * bundled struct.proto, whose `Value` fields are camelCase (`stringValue`) even with keepCase.
- */
-function structOf(json: Readonly<Record<string, unknown>>): Record<string, unknown> {
-  const fields = loadProtos().root.lookupType('google.protobuf.Value').fields;
-  const f = (snake: string) => (snake in fields ? snake : snake.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase()));
-  const value = (v: unknown): Record<string, unknown> => {
-    if (v === null || v === undefined) return { [f('null_value')]: 'NULL_VALUE' };
-    if (typeof v === 'number') return { [f('number_value')]: v };
-    if (typeof v === 'boolean') return { [f('bool_value')]: v };
-    if (Array.isArray(v)) return { [f('list_value')]: { values: v.map(value) } };
-    if (typeof v === 'object') return { [f('struct_value')]: structOf(v as Record<string, unknown>) };
-    return { [f('string_value')]: String(v) };
-  };
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(json)) out[k] = value(v);
-  return { fields: out };
-}

@@ -6,7 +6,7 @@
  * `requests` (ACKs and NACKs, with `error_detail`), and `waitFor(predicate)` resolves when one matches.
  */
 import * as grpc from '@grpc/grpc-js';
-import { type AnyMessage, TYPE_URL, encodeAny, grpcService } from '@trellis/api';
+import { type AnyMessage, TYPE_URL, encodeAny, fromStruct, grpcService } from '@trellis/api';
 
 export interface RecordedRequest {
   readonly typeUrl: string;
@@ -119,7 +119,7 @@ export class FakeAdsServer {
     let nodeMetadata: Record<string, unknown> = {};
     call.on('data', (req: Record<string, unknown>) => {
       const node = req.node as { id?: string; metadata?: { fields?: Record<string, unknown> } } | null;
-      if (node?.id) { nodeId = node.id; nodeMetadata = structToJson(node.metadata); }
+      if (node?.id) { nodeId = node.id; nodeMetadata = fromStruct(node.metadata); }
       const typeUrl = String(req.type_url);
       const names = (req.resource_names as string[] | undefined) ?? [];
       const err = req.error_detail as { code?: number; message?: string } | null;
@@ -151,19 +151,3 @@ export class FakeAdsServer {
   }
 }
 
-/** Struct → JSON accepting both snake_case and camelCase `Value` fields (protobufjs' bundled struct.proto is camelCase). */
-function structToJson(s: { fields?: Record<string, unknown> } | null | undefined): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(s?.fields ?? {})) out[k] = valueToJson(v as Record<string, unknown>);
-  return out;
-}
-
-function valueToJson(v: Record<string, unknown>): unknown {
-  const get = (snake: string) => v[snake] ?? v[snake.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase())];
-  if (get('string_value') != null) return get('string_value');
-  if (get('number_value') != null) return Number(get('number_value'));
-  if (get('bool_value') != null) return get('bool_value');
-  if (get('struct_value') != null) return structToJson(get('struct_value') as { fields?: Record<string, unknown> });
-  if (get('list_value') != null) return (((get('list_value') as { values?: unknown[] }).values) ?? []).map((x) => valueToJson(x as Record<string, unknown>));
-  return null;
-}

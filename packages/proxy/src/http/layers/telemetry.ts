@@ -7,7 +7,7 @@ export const telemetryLayer: Layer = (next) => (ctx) => {
   const publish = () => {
     if (done) return;
     done = true;
-    if (!ctx.res.writableFinished && ctx.responseFlags === '-') ctx.responseFlags = 'DC';
+    if (!ctx.res.writableFinished && ctx.responseFlags === '-' && !ctx.upgrade) ctx.responseFlags = 'DC';
     if (!requestChannel.hasSubscribers) return;
     const md = ctx.host?.metadata.istio as { workload?: string; namespace?: string } | undefined;
     requestChannel.publish({

@@ -10,6 +10,7 @@ import type { Dispatcher } from 'undici';
 import type { HashPolicy, RetryPolicy } from '@trellis/api';
 import type { ClusterRuntime } from '../../cluster/cluster-manager.js';
 import { fnv1a } from '../../lb/hash.js';
+import { connectUpstream } from '../../upstream/connect.js';
 import { type Host, hostKey } from '../../lb/hosts.js';
 import { type HttpContext, type Layer, applyResponseHeaderOps, flag, localReply } from '../context.js';
 import { forwardableResponseHeaders } from '../hop-by-hop.js';
@@ -96,6 +97,7 @@ export function upstreamLayer(o: UpstreamOptions): Layer {
       if (u === 'no_secret') { finish({ kind: 'connect_failure', error: new Error('TLS secrets not yet delivered by SDS') }); return; }
       const t = rt.tlsFor(host);
       ctx.upstreamPrincipal = t ? (t.matchSubjectAltNames.find((m) => m.type === 'URI' && m.match.kind === 'exact')?.match.value ?? 'unknown') : null;
+      if (ctx.upgrade) { viaUpgrade(ctx, host, rt, finish); return; }
       if (u.kind === 'h1') viaH1(ctx, u.pool, host, hasBody && n === 0, timeoutMs, finish);
       else viaH2(ctx, u.h2.get(), !!t, hasBody && n === 0, timeoutMs, finish);
     };
@@ -286,4 +288,43 @@ function writeResponseHead(ctx: HttpContext, status: number, out: Record<string,
     ctx.res.addTrailers(trailers);
   }
   ctx.res.writeHead(status, out);
+}
+
+/**
+ * HTTP/1.1 Upgrade (WebSocket) passthrough: a dedicated upstream connection (TLS with ALPN http/1.1 when the
+ * cluster uses TLS), the request head re-sent with `connection: upgrade`, then bytes spliced both ways until either
+ * side closes. The upstream's answer (101 or a refusal) reaches the client unchanged.
+ */
+function viaUpgrade(ctx: HttpContext, host: Host, rt: ClusterRuntime, finish: (o: Outcome) => void): void {
+  const up = ctx.upgrade!;
+  const t = rt.config.type === 'ORIGINAL_DST' ? null : rt.tlsFor(host);
+  const c = t ? rt.tlsContextFor(t) : null;
+  if (t && !c) { finish({ kind: 'connect_failure', error: new Error('TLS secrets not yet delivered by SDS') }); return; }
+  connectUpstream(host.address.address, host.address.port, rt.config.connectTimeoutMs, t && c ? { config: t, ctx: c, alpn: t.alpn.includes('istio') || t.alpn.includes('istio-peer-exchange') ? ['istio-http/1.1', 'http/1.1'] : ['http/1.1'] } : null, (err, s) => {
+    if (err || !s) { finish({ kind: 'connect_failure', error: err ?? new Error('connect failed') }); return; }
+    const lines = [`${ctx.method} ${ctx.path} HTTP/1.1`, `host: ${ctx.authority}`, 'connection: upgrade', `upgrade: ${up.value}`];
+    for (const [k, v] of Object.entries(ctx.headers)) for (const x of Array.isArray(v) ? v : [v]) lines.push(`${k}: ${x}`);
+    s.write(lines.join('\r\n') + '\r\n\r\n');
+    if (up.head.length) s.write(up.head);
+    ctx.res.statusCode = 101;
+    s.once('data', (first: Buffer) => {
+      const m = /^HTTP\/1\.[01] (\d{3})/.exec(first.subarray(0, 16).toString('latin1'));
+      if (m) ctx.res.statusCode = Number(m[1]);
+    });
+    s.pipe(up.socket as NodeJS.WritableStream);
+    (up.socket as NodeJS.ReadableStream).pipe(s);
+    let done = false;
+    const end = () => {
+      if (done) return;
+      done = true;
+      ctx.responseBytes = s.bytesRead;
+      s.destroy();
+      up.socket.destroy();
+      finish({ kind: 'response', status: ctx.res.statusCode });
+      ctx.res.emit('close');
+    };
+    s.on('close', end);
+    s.on('error', end);
+    up.socket.on('close', end);
+  });
 }

@@ -2,7 +2,7 @@
  * Proxy benchmark: HTTP/1.1 keep-alive through trellis-proxy, through haproxy (Debian) and direct, and two hops
  * (client proxy → mTLS → server proxy) against haproxy doing the same with TLS, all in one run.
  *
- *   node --import tsx bench/proxy.ts [--seconds 5] [--connections 32] [--rate 1000] [--mesh-h1 1]
+ *   node --import tsx bench/proxy.ts [--seconds 5] [--connections 32] [--rate 1000] [--mesh-h1 1] [--profile DIR]
  *
  * Origin: a haproxy frontend answering `200 hello` itself (cheap, so the proxies dominate). Per case:
  *  - throughput: `wrk -t1 -c<connections> -d<seconds>`; CPU µs per request of the proxy process(es) from
@@ -32,6 +32,8 @@ const CONNECTIONS = arg('connections', 32);
 const RATE = arg('rate', 1000);
 /** Protocol between the two trellis proxies: HTTP/2 (multiplexed, the default) or HTTP/1.1 pooled (`--mesh-h1 1`). */
 const MESH_H1 = arg('mesh-h1', 0) === 1;
+/** `--profile DIR`: run the trellis proxies with `--cpu-prof --cpu-prof-dir DIR` (profiles written when they exit). */
+const PROFILE_DIR = process.argv.includes('--profile') ? process.argv[process.argv.indexOf('--profile') + 1] : null;
 const BIN = fileURLToPath(new URL('../packages/proxy/bin/trellis-proxy.js', import.meta.url));
 const TICK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
 
@@ -118,8 +120,8 @@ const listenerAt = (name: string, port: number, chain: Record<string, unknown>) 
 
 async function trellisProxy(name: string, ads: FakeAdsServer, sdsSocket: string): Promise<{ pid: number; health: number }> {
   const [admin, prom, health, out, inb] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
-  const c = start(process.execPath, [BIN, '--xds-address', ads.address, '--xds-plaintext', '--sds-socket', sdsSocket, '--ip', '127.0.0.1', '--workload-name', name,
-    '--admin-port', String(admin), '--prometheus-port', String(prom), '--health-port', String(health), '--outbound-port', String(out), '--inbound-port', String(inb), '--log-level', 'warn', '--concurrency', '1'], name);
+  const c = start(process.execPath, [...(PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', join(PROFILE_DIR, name)] : []), BIN, '--xds-address', ads.address, '--xds-plaintext', '--sds-socket', sdsSocket, '--ip', '127.0.0.1', '--workload-name', name,
+    '--admin-port', String(admin), '--prometheus-port', String(prom), '--health-port', String(health), '--outbound-port', String(out), '--inbound-port', String(inb), '--log-level', 'warn', '--concurrency', '1', '--drain-time', '1'], name);
   await waitFor(async () => (await fetch(`http://127.0.0.1:${health}/healthz/ready`)).status === 200, `${name} ready`);
   return { pid: c.pid!, health };
 }

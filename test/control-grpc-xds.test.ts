@@ -104,6 +104,7 @@ const headerRoute = `  - match:
 describe('trellis-control driven by a real xDS client (@grpc/grpc-js-xds)', function () {
   this.timeout(60_000);
   let dir: string;
+  let stateDir: string;
   let control: ChildProcessWithoutNullStreams;
   let client: ChildProcessWithoutNullStreams;
   const backends: grpc.Server[] = [];
@@ -140,7 +141,7 @@ describe('trellis-control driven by a real xDS client (@grpc/grpc-js-xds)', func
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'trellis-xds-'));
-    const stateDir = mkdtempSync(join(tmpdir(), 'trellis-state-'));
+    stateDir = mkdtempSync(join(tmpdir(), 'trellis-state-'));
     for (const v of ['v1', 'v2', 'v3']) {
       const b = await startBackend(v);
       backends.push(b.server);
@@ -189,6 +190,7 @@ describe('trellis-control driven by a real xDS client (@grpc/grpc-js-xds)', func
     }
     for (const b of backends) b.forceShutdown();
     rmSync(dir, { recursive: true, force: true });
+    rmSync(stateDir, { recursive: true, force: true });
   });
 
   it('routes to the ServiceEntry endpoints through xds:///HOST:PORT', async () => {

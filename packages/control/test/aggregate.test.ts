@@ -127,4 +127,12 @@ describe('mesh settings precedence', () => {
     expect(m.registryPriority).to.deep.equal(['consul', 'kubernetes', 'file', 'eureka', 'control']);
     expect(m.domainSuffix).to.equal('cluster.local');
   });
+
+  it('does not let a MeshConfig\'s decoder-filled defaults override flags', () => {
+    const m = resolveMeshSettings({ trustDomain: 'flag.td' }, undefined, [
+      { metadata: { namespace: 'default', name: 'a' }, spec: { trustDomain: 'cluster.local', defaultNamespace: 'default', outboundTrafficPolicy: { mode: 'ALLOW_ANY' }, registryPriority: ['kubernetes', 'file', 'consul', 'eureka'], vipRange: '240.240.0.0/16', clusterId: 'c1' } },
+    ]);
+    expect(m.trustDomain).to.equal('flag.td');
+    expect(m.clusterId).to.equal('c1');
+  });
 });

@@ -8,8 +8,9 @@ import { sdNotify } from '@trellis/native';
 import { PROXY_ENV, envFor } from './env.js';
 import { createLogger, isLogLevel } from './log.js';
 import { Proxy } from './proxy.js';
-import { runPrimary, reportWorkerPorts } from './workers.js';
+import { runPrimary, reportWorkerPorts, reportWorkerReady } from './workers.js';
 import { nodeIdentity } from './xds/node.js';
+import { startWatchdog } from './systemd/watchdog.js';
 
 function firstIp(): string {
   for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
@@ -75,7 +76,7 @@ const isWorker = cluster.isWorker && process.env.TRELLIS_WORKER === '1';
 
 if (concurrency > 1 && cluster.isPrimary) {
   await runPrimary({
-    concurrency, logger, drainTimeMs: Number(o.drainTime) * 1000, adminAddress: '127.0.0.1', statusAddress: '0.0.0.0',
+    concurrency, logger, notify: sdNotify, drainTimeMs: Number(o.drainTime) * 1000, adminAddress: '127.0.0.1', statusAddress: '0.0.0.0',
     ports: { admin: port('--admin-port', String(o.adminPort)), prometheus: port('--prometheus-port', String(o.prometheusPort)), health: port('--health-port', String(o.healthPort)) },
   });
 } else try {
@@ -97,15 +98,18 @@ if (concurrency > 1 && cluster.isPrimary) {
     trustDomain: String(o.trustDomain), namespace: String(o.namespace), serviceAccount: String(o.serviceAccount), workloadName: String(o.workloadName),
   });
   await proxy.start();
+  // WatchdogSec= in the unit: WATCHDOG=1 every half of WATCHDOG_USEC (the primary pings for a worker pool).
+  const stopWatchdog = isWorker ? () => {} : startWatchdog({ env: process.env, pid: process.pid, notify: sdNotify });
   if (isWorker) reportWorkerPorts({ admin: proxy.adminPort, prometheus: proxy.prometheusPort, health: proxy.healthPort });
   logger.info('trellis-proxy started', { node: node.id, xds: o.xdsAddress, admin: proxy.adminPort, prometheus: proxy.prometheusPort, health: proxy.healthPort });
-  void proxy.whenReady().then(() => { logger.info('first complete config applied; ready', { listeners: proxy.listeners.ports(), worker: isWorker ? cluster.worker?.id : undefined }); if (!isWorker) sdNotify('READY=1'); });
+  void proxy.whenReady().then(() => { logger.info('first complete config applied; ready', { listeners: proxy.listeners.ports(), worker: isWorker ? cluster.worker?.id : undefined }); if (isWorker) reportWorkerReady(); else sdNotify('READY=1'); });
   let stopping = false;
   const stop = (sig: string) => {
     if (stopping) return;
     stopping = true;
     logger.info('draining', { signal: sig, drainTimeSeconds: o.drainTime });
-    sdNotify('STOPPING=1');
+    if (!isWorker) sdNotify('STOPPING=1');
+    stopWatchdog();
     proxy.shutdown().then(() => process.exit(0), () => process.exit(1));
   };
   process.on('SIGTERM', () => stop('SIGTERM'));

@@ -8,6 +8,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import http from 'node:http';
 import type { Logger } from './log.js';
+import { startWatchdog } from './systemd/watchdog.js';
 
 export interface WorkerPorts {
   readonly admin: number;
@@ -16,6 +17,12 @@ export interface WorkerPorts {
 }
 
 interface PortsMessage { type: 'trellis:ports'; ports: WorkerPorts }
+interface ReadyMessage { type: 'trellis:ready' }
+
+/** In a worker: tell the primary this worker applied its first complete config (the primary then sends READY=1). */
+export function reportWorkerReady(): void {
+  process.send?.({ type: 'trellis:ready' } satisfies ReadyMessage);
+}
 
 /** In a worker: tell the primary where this worker's status servers listen. */
 export function reportWorkerPorts(ports: WorkerPorts): void {
@@ -62,6 +69,11 @@ export interface PrimaryOptions {
   readonly statusAddress: string;
   readonly drainTimeMs: number;
   readonly logger: Logger;
+  /**
+   * systemd notify (`@trellis/native` `sdNotify`): under `Type=notify` only the main process (this primary) may
+   * notify, so it sends `READY=1` once every worker is ready, `WATCHDOG=1` (see systemd/watchdog.ts) and `STOPPING=1`.
+   */
+  readonly notify?: (state: string) => boolean;
 }
 
 /** Runs the primary: forks workers (re-running this script), restarts crashed ones, fronts their status ports. */
@@ -69,11 +81,22 @@ export async function runPrimary(o: PrimaryOptions): Promise<void> {
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   const ports = new Map<Worker, WorkerPorts>();
   let stopping = false;
+  const readyWorkers = new Set<Worker>();
+  let notifiedReady = false;
+  const notify = (state: string) => { try { o.notify?.(state); } catch { /* systemd trouble must not stop serving */ } };
+  const stopWatchdog = o.notify ? startWatchdog({ env: process.env, pid: process.pid, notify: o.notify }) : () => {};
   const fork = () => {
     const w = cluster.fork({ TRELLIS_WORKER: '1' });
-    w.on('message', (m: PortsMessage) => { if (m?.type === 'trellis:ports') ports.set(w, m.ports); });
+    w.on('message', (m: PortsMessage | ReadyMessage) => {
+      if (m?.type === 'trellis:ports') ports.set(w, m.ports);
+      else if (m?.type === 'trellis:ready') {
+        readyWorkers.add(w);
+        if (!notifiedReady && readyWorkers.size >= o.concurrency) { notifiedReady = true; notify('READY=1'); }
+      }
+    });
     w.on('exit', (code, signal) => {
       ports.delete(w);
+      readyWorkers.delete(w);
       if (!stopping) { o.logger.error('worker exited; starting another', { code, signal }); fork(); }
     });
   };
@@ -125,6 +148,8 @@ export async function runPrimary(o: PrimaryOptions): Promise<void> {
   const stop = () => {
     if (stopping) return;
     stopping = true;
+    notify('STOPPING=1');
+    stopWatchdog();
     for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
     const deadline = setTimeout(() => process.exit(0), o.drainTimeMs + 2000);
     const check = setInterval(() => {

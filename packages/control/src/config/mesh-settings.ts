@@ -39,20 +39,23 @@ export function meshOverrides(spec: unknown): Partial<MeshSettings> {
   const s = spec as Record<string, unknown>;
   const out: { -readonly [K in keyof MeshSettings]?: MeshSettings[K] } = {};
   const str = (k: string): string | undefined => (typeof s[k] === 'string' ? (s[k] as string) : undefined);
-  const td = str('trustDomain'); if (td) out.trustDomain = td;
-  const dn = str('defaultNamespace'); if (dn) out.defaultNamespace = dn;
-  const vr = str('vipRange'); if (vr) out.vipRange = vr;
+  // The MeshConfig decoder fills its defaults in, so a value equal to the default cannot be told from an unset
+  // field: it does not override (a flag such as --trust-domain stays in force under a MeshConfig that omits it).
+  const D = DEFAULT_MESH_SETTINGS;
+  const td = str('trustDomain'); if (td && td !== D.trustDomain) out.trustDomain = td;
+  const dn = str('defaultNamespace'); if (dn && dn !== D.defaultNamespace) out.defaultNamespace = dn;
+  const vr = str('vipRange'); if (vr && vr !== D.vipRange) out.vipRange = vr;
   const ci = str('clusterId'); if (ci) out.clusterId = ci;
   const nw = str('network'); if (nw !== undefined) out.network = nw;
   const ds = str('domainSuffix'); if (ds) out.domainSuffix = ds;
   const otp = s.outboundTrafficPolicy;
   const mode = typeof otp === 'string' ? otp : otp && typeof otp === 'object' ? (otp as Record<string, unknown>).mode : undefined;
-  if (mode === 'ALLOW_ANY' || mode === 'REGISTRY_ONLY') out.outboundTrafficPolicy = mode;
+  if (mode === 'REGISTRY_ONLY') out.outboundTrafficPolicy = mode;
   const rp = s.registryPriority;
   if (Array.isArray(rp) && rp.every((k) => KINDS.includes(k as SourceKind))) {
     // Kinds not listed keep their default relative order after the listed ones.
     const listed = rp as SourceKind[];
-    out.registryPriority = Object.freeze([...listed, ...DEFAULT_REGISTRY_PRIORITY.filter((k) => !listed.includes(k))]);
+    if (listed.join() !== DEFAULT_REGISTRY_PRIORITY.slice(0, listed.length).join()) out.registryPriority = Object.freeze([...listed, ...DEFAULT_REGISTRY_PRIORITY.filter((k) => !listed.includes(k))]);
   }
   return out;
 }

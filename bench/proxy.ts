@@ -190,9 +190,12 @@ async function main(): Promise<void> {
     for (const c of cases) {
       const rssIdle = c.pids.reduce((s, p) => s + rssMb(p), 0);
       wrk(c.port, 1, CONNECTIONS);
-      const cpu0 = c.pids.reduce((s, p) => s + cpuSeconds(p), 0);
+      const cpus0 = c.pids.map(cpuSeconds);
       const w = wrk(c.port, SECONDS, CONNECTIONS);
-      const cpu1 = c.pids.reduce((s, p) => s + cpuSeconds(p), 0);
+      const cpus1 = c.pids.map(cpuSeconds);
+      const cpu0 = cpus0.reduce((s, x) => s + x, 0);
+      const cpu1 = cpus1.reduce((s, x) => s + x, 0);
+      if (c.pids.length > 1) process.stderr.write(`${c.name}: CPU µs/req per process ${cpus1.map((x, i) => (((x - cpus0[i]) * 1e6) / w.requests).toFixed(1)).join(' + ')}\n`);
       const rssLoad = c.pids.reduce((s, p) => s + rssMb(p), 0);
       const l = await fixedRate(c.port, RATE, SECONDS);
       rows.push({ name: c.name, rps: w.rps, cpuUs: c.pids.length ? ((cpu1 - cpu0) * 1e6) / w.requests : NaN, p50: l.p50, p90: l.p90, p99: l.p99, rssIdle, rssLoad, errors: `${w.errors}/${l.errors}` });

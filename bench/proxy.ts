@@ -82,7 +82,9 @@ function wrk(port: number, seconds: number, connections: number): { rps: number;
   const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
   const sockErr = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-  return { rps, requests, errors: non2xx + (sockErr ? sockErr.slice(1).reduce((s, x) => s + Number(x), 0) : 0) };
+  const errors = non2xx + (sockErr ? sockErr.slice(1).reduce((s, x) => s + Number(x), 0) : 0);
+  if (errors) process.stderr.write(`wrk :${port}: ${sockErr?.[0] ?? ''} ${non2xx ? `non-2xx ${non2xx}` : ''}\n`);
+  return { rps, requests, errors };
 }
 
 /** Open loop at a fixed rate; latency from each request's scheduled send time (no coordinated omission). */

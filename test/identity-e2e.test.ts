@@ -7,20 +7,15 @@
  * honours below its maximum; the control plane has no flag for its default workload lifetime.
  */
 import { expect } from 'chai';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { once } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { SdsTestClient, type SdsResponseView } from '@trellis/testing';
 import { buildCsr, generateKey, isRefusal, requestCertificate } from '@trellis/node-agent';
+import { AGENT_BIN, CONTROL_BIN, CTL_BIN, ctl, start, stop, waitHttp, type Proc } from './processes.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const CONTROL_BIN = join(ROOT, 'packages/control/bin/trellis-control.js');
-const CTL_BIN = join(ROOT, 'packages/control/bin/trellisctl.js');
-const AGENT_BIN = join(ROOT, 'packages/node-agent/bin/trellis-agent.js');
 const SPIFFE_ID = 'spiffe://cluster.local/ns/shop/sa/billing';
 
 const WORKLOAD_GROUP = `apiVersion: networking.istio.io/v1
@@ -37,72 +32,6 @@ spec:
     ports:
       http: 8080
 `;
-
-interface Proc {
-  readonly child: ChildProcess;
-  readonly output: () => string;
-  /** Resolves with the first capture of `re` in the output so far or to come. */
-  readonly waitFor: (re: RegExp, what: string, timeoutMs?: number) => Promise<string>;
-  readonly exit: Promise<number | null>;
-}
-
-function start(bin: string, args: string[], env: NodeJS.ProcessEnv = {}): Proc {
-  const child = spawn(process.execPath, [bin, ...args], { env: { ...process.env, NOTIFY_SOCKET: '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let text = '';
-  const listeners = new Set<() => void>();
-  for (const s of [child.stdout!, child.stderr!]) {
-    s.setEncoding('utf8');
-    s.on('data', (c: string) => {
-      text += c;
-      for (const l of [...listeners]) l();
-    });
-  }
-  const exit = once(child, 'exit').then(([code]) => code as number | null);
-  const waitFor = (re: RegExp, what: string, timeoutMs = 20_000): Promise<string> => new Promise((resolve, reject) => {
-    const check = (): void => {
-      const m = re.exec(text);
-      if (m) {
-        listeners.delete(check);
-        clearTimeout(timer);
-        resolve(m[1] ?? m[0]);
-      }
-    };
-    const timer = setTimeout(() => {
-      listeners.delete(check);
-      reject(new Error(`timed out waiting for ${what}; output:\n${text}`));
-    }, timeoutMs);
-    listeners.add(check);
-    void exit.then((code) => {
-      if (listeners.delete(check)) {
-        clearTimeout(timer);
-        reject(new Error(`exited ${code} before ${what}; output:\n${text}`));
-      }
-    });
-    check();
-  });
-  return { child, output: () => text, waitFor, exit };
-}
-
-async function stop(p: Proc): Promise<number | null> {
-  if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGTERM');
-  return p.exit;
-}
-
-async function ctl(args: string[]): Promise<{ code: number | null; out: string }> {
-  const p = start(CTL_BIN, args);
-  const code = await p.exit;
-  return { code, out: p.output() };
-}
-
-async function waitHttp(url: string, ok: (status: number) => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const status = await fetch(url).then((r) => r.status, () => 0);
-    if (ok(status)) return;
-    if (Date.now() > deadline) throw new Error(`${url}: still ${status}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 function leafOf(response: SdsResponseView): X509Certificate {
   const chain = response.secrets.find((s) => s.name === 'default')!.certificateChain!;

@@ -26,6 +26,8 @@ import { HttpServer, listenError, type HttpRoute } from './http/server.js';
 import { generators } from './generate/index.js';
 import { SnapshotController } from './snapshot/controller.js';
 import { AdsServer } from './xds/ads-server.js';
+import { AutoRegistration } from './autoregister/index.js';
+import { RegistryManager, registryDeclarations } from './registries/index.js';
 
 const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
 
@@ -106,7 +108,10 @@ async function run(settings: ControlSettings, log: LogFn): Promise<() => Promise
   const snapshots = controller;
   cleanups.push(() => snapshots.close());
 
+  const autoreg = new AutoRegistration({ aggregate, snapshots, graceMs: settings.workloadEntryGraceMs, log });
+  cleanups.push(() => autoreg.close());
   const ads = new AdsServer({
+    streams: autoreg.streams,
     generators,
     snapshots: { current: () => snapshots.current?.snapshot },
     identifier: `trellis-control/${VERSION}`,
@@ -125,10 +130,19 @@ async function run(settings: ControlSettings, log: LogFn): Promise<() => Promise
     configErrors: () => aggregate.shards().reduce((n, s) => n + s.status.problems.length, 0),
   });
   cleanups.push(() => metrics.close());
+  autoreg.useMetrics(metrics.registry);
 
   const adapters: RegistryAdapter[] = [];
   if (settings.configDir) adapters.push(new FileRegistry({ dir: resolve(settings.configDir) }));
   for (const a of adapters) aggregate.addShard(a.shard, a.kind);
+  // Registry resources (--mesh-config file, config dir, Istio CRDs) become adapters; see registries/manager.ts.
+  const registries = new RegistryManager({
+    aggregate, log, env: process.env, baseDir: settings.configDir ? resolve(settings.configDir) : process.cwd(),
+    fixed: settings.meshConfigFile ? registryDeclarations(settings.meshConfigFile) : [],
+  });
+  registries.reconcile([]);
+  snapshots.subscribe(() => registries.reconcile(snapshots.current?.view.configs ?? []));
+  cleanups.push(() => registries.close());
 
   const httpRoutes: HttpRoute[] = debugRoutes({
     state: () => snapshots.current,
@@ -138,15 +152,17 @@ async function run(settings: ControlSettings, log: LogFn): Promise<() => Promise
     metrics,
     version: VERSION,
   });
+  httpRoutes.push(...autoreg.routes);
 
   if (settings.listenXds) {
     const listen = settings.listenXds;
     const authority = await CertificateAuthority.open({ stateDir: settings.stateDir, trustDomain: settings.trustDomain });
     const tokens = await JoinTokens.open({ stateDir: settings.stateDir });
+    autoreg.useAuthority(authority);
     const server = new grpc.Server();
     ads.addTo(server);
     addCertificateService(server, {
-      ca: authority, tokens, metrics: metrics.registry,
+      ca: authority, tokens, metrics: metrics.registry, authenticators: [registries.authenticator()],
       logger: { info: (m, f) => log('info', m, f), warn: (m, f) => log('warn', m, f) },
     });
     const ips = ['127.0.0.1', ...(listen.host !== '0.0.0.0' && listen.host !== '::' && /^[\d.:]+$/.test(listen.host) && listen.host !== '127.0.0.1' ? [listen.host] : [])];

@@ -17,6 +17,7 @@ import { AGENT_SETTINGS, parseDurationSeconds, parseHostPort, resolveAgentOption
 import { SdsServer, trustBundle } from './sds-server.js';
 import { SystemdNotifier } from './systemd-notify.js';
 import { registerIptablesCommand } from './cli/iptables.js';
+import { WorkloadRegistrar } from './registration/index.js';
 
 function jsonLogger(stream: NodeJS.WritableStream): Logger {
   const write = (level: string) => (message: string, fields?: Record<string, unknown>): void => {
@@ -37,6 +38,7 @@ export async function runAgent(options: AgentOptions, logger: Logger, signal: Ab
   const manager = new CertificateManager({ bundle, stateDir: options.stateDir, validitySeconds, logger, observer });
   const dnsListen = options.dnsListen === 'off' ? undefined : parseHostPort(options.dnsListen, '--dns-listen');
   const dns = dnsListen ? new MeshDns({ bundle, host: dnsListen.host, port: dnsListen.port, logger }) : undefined;
+  const registrar = WorkloadRegistrar.create({ bundle, workloadIp: options.workloadIp, locality: options.locality, labels: options.workloadLabels, logger });
   let serving = false;
   const notReadyReason = (): string | null => {
     const identity = manager.current();
@@ -53,8 +55,11 @@ export async function runAgent(options: AgentOptions, logger: Logger, signal: Ab
     notifier.status('obtaining the workload certificate');
     const identity = await manager.initialize(signal);
     dns?.useIdentity(identity, signal);
+    registrar?.start(signal);
+    registrar?.useIdentity(identity, signal);
     manager.onIdentity((next) => {
       dns?.useIdentity(next, signal);
+      registrar?.useIdentity(next, signal);
       sds.update({ identity: next, rootsPem: trustBundle(bundle.rootCertsPem, next) });
       notifier.status(`serving ${next.spiffeId}, certificate valid until ${new Date(next.notAfter).toISOString()}`);
     });
@@ -68,6 +73,7 @@ export async function runAgent(options: AgentOptions, logger: Logger, signal: Ab
     notifier.send('STOPPING=1');
     await sds.close();
     await dns?.close();
+    registrar?.close();
     await health.close();
   }
 }

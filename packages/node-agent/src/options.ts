@@ -23,6 +23,9 @@ export interface AgentOptions {
   readonly socketGroup: string;
   readonly certTtl: string;
   readonly dnsListen: string;
+  readonly workloadIp: string;
+  readonly locality: string;
+  readonly workloadLabels: string;
 }
 
 export const AGENT_SETTINGS: readonly AgentSetting[] = Object.freeze([
@@ -33,6 +36,9 @@ export const AGENT_SETTINGS: readonly AgentSetting[] = Object.freeze([
   { flag: '--socket-group <name>', key: 'socketGroup', env: 'TRELLIS_SOCKET_GROUP', default: '', description: 'group (name or gid) given to the SDS socket and its directory; empty keeps the agent\'s group' },
   { flag: '--cert-ttl <duration>', key: 'certTtl', env: 'TRELLIS_CERT_TTL', default: '0', description: 'certificate lifetime to ask the CA for (e.g. 24h); 0 lets the CA choose' },
   { flag: '--dns-listen <host:port>', key: 'dnsListen', env: 'TRELLIS_DNS_LISTEN', default: '127.0.0.1:15053', description: 'DNS proxy (UDP and TCP) answering mesh names from the control plane\'s name table; `off` disables it' },
+  { flag: '--workload-ip <ip>', key: 'workloadIp', env: 'TRELLIS_WORKLOAD_IP', default: '', description: 'address auto-registered in the WorkloadEntry (bundles naming a WorkloadGroup); empty = the first non-loopback IPv4 address' },
+  { flag: '--locality <region/zone/subzone>', key: 'locality', env: 'TRELLIS_LOCALITY', default: '', description: 'locality announced for the auto-registered WorkloadEntry (overrides the group template\'s)' },
+  { flag: '--workload-labels <k=v,...>', key: 'workloadLabels', env: 'TRELLIS_WORKLOAD_LABELS', default: '', description: 'extra labels for the auto-registered WorkloadEntry (the group\'s labels win on a clash)' },
 ].map((s) => Object.freeze(s as AgentSetting)));
 
 /** Resolves every setting: explicit flag value, else the environment, else the default. */

@@ -30,6 +30,7 @@ interface ShardState {
   configs: Map<string, Resource>;
   status: ShardStatus;
   received: boolean;
+  readonly rank?: number;
 }
 
 export interface AggregateOptions {
@@ -49,11 +50,15 @@ export class Aggregate {
     this.#now = options.now ?? (() => new Date());
   }
 
-  /** Declares a shard (state `syncing`) so readiness waits for it before its first item arrives. */
-  addShard(shard: string, kind: SourceKind): void {
+  /**
+   * Declares a shard (state `syncing`) so readiness waits for it before its first item arrives. `rank` (lower wins)
+   * overrides the rank of `kind` in the merge priority.
+   */
+  addShard(shard: string, kind: SourceKind, options: { readonly rank?: number } = {}): void {
     if (this.#shards.has(shard)) return;
     this.#shards.set(shard, {
       shard, kind, services: new Map(), workloads: new Map(), configs: new Map(), received: false,
+      ...(options.rank !== undefined ? { rank: options.rank } : {}),
       status: Object.freeze({ shard, kind, state: 'syncing', problems: Object.freeze([]) }),
     });
   }
@@ -73,6 +78,13 @@ export class Aggregate {
     } catch (err) {
       if (!signal.aborted) this.markStale(adapter.shard, (err as Error).message);
     }
+  }
+
+  /** Drops a shard and its content (its registry was removed from the configuration). */
+  removeShard(shard: string): void {
+    if (!this.#shards.delete(shard)) return;
+    this.#opts.log?.('info', 'shard removed', { shard });
+    this.#opts.onChange();
   }
 
   markStale(shard: string, error: string): void {
@@ -113,15 +125,18 @@ export class Aggregate {
     this.#opts.onChange();
   }
 
-  /** True once every declared shard delivered its first full snapshot. */
+  /**
+   * True once every declared shard delivered its first full snapshot or failed before it (`stale`): a registry
+   * that is merely slow holds the first snapshot back, one that is unreachable does not hold the mesh hostage.
+   */
   allReceived(): boolean {
-    for (const s of this.#shards.values()) if (!s.received) return false;
+    for (const s of this.#shards.values()) if (!s.received && s.status.state !== 'stale') return false;
     return true;
   }
 
   /** Shards still waiting for their first snapshot. */
   pending(): string[] {
-    return [...this.#shards.values()].filter((s) => !s.received).map((s) => s.shard);
+    return [...this.#shards.values()].filter((s) => !s.received && s.status.state !== 'stale').map((s) => s.shard);
   }
 
   /** Shard statuses and counts without merging (cheap: for metrics scrapes). */
@@ -136,11 +151,11 @@ export class Aggregate {
 
   view(priority: readonly SourceKind[]): AggregateView {
     const states = [...this.#shards.values()];
-    const contents: ShardContent[] = states.map((s) => ({ shard: s.shard, kind: s.kind, services: s.services, workloads: s.workloads }));
+    const contents: ShardContent[] = states.map((s) => ({ shard: s.shard, kind: s.kind, services: s.services, workloads: s.workloads, ...(s.rank !== undefined ? { rank: s.rank } : {}) }));
     const merged = mergeShards(contents, priority);
-    const rank = (k: SourceKind): number => { const i = priority.indexOf(k); return i < 0 ? priority.length : i; };
+    const rank = (s: ShardState): number => { if (s.rank !== undefined) return s.rank; const i = priority.indexOf(s.kind); return i < 0 ? priority.length : i; };
     const configs = new Map<string, Resource>();
-    for (const s of [...states].sort((a, b) => rank(a.kind) - rank(b.kind) || a.shard.localeCompare(b.shard))) {
+    for (const s of [...states].sort((a, b) => rank(a) - rank(b) || a.shard.localeCompare(b.shard))) {
       for (const [k, c] of s.configs) if (!configs.has(k)) configs.set(k, c);
     }
     return Object.freeze({ ...merged, shards: Object.freeze(this.shards()), configs: Object.freeze([...configs.values()]) });

@@ -22,6 +22,8 @@ export interface ShardContent {
   readonly kind: SourceKind;
   readonly services: ReadonlyMap<string, ServiceEntry>;
   readonly workloads: ReadonlyMap<string, WorkloadEntry>;
+  /** Explicit rank (a `Registry` resource's `priority`; lower wins). Absent: the rank of `kind` in the priority list. */
+  readonly rank?: number;
 }
 
 export interface MergedService {
@@ -53,7 +55,8 @@ const FIELDS: readonly { field: Conflict['field']; value: (s: ServiceEntry) => u
 ];
 
 export function mergeShards(shards: readonly ShardContent[], priority: readonly SourceKind[]): MergeResult {
-  const ordered = [...shards].sort((a, b) => rank(priority, a.kind) - rank(priority, b.kind) || a.shard.localeCompare(b.shard));
+  const r = (sh: ShardContent): number => sh.rank ?? rank(priority, sh.kind);
+  const ordered = [...shards].sort((a, b) => r(a) - r(b) || a.shard.localeCompare(b.shard));
   const byKey = new Map<string, { shard: string; service: ServiceEntry }[]>();
   for (const sh of ordered) {
     for (const s of sh.services.values()) {

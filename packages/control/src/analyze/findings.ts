@@ -33,6 +33,12 @@ export const CODES = Object.freeze({
   malformedPrincipal: { code: 'TRELLIS_A0007', level: 'error' },
   /** The same resource (kind, namespace, name) defined in two files. */
   duplicateResource: { code: 'TRELLIS_A0008', level: 'error' },
+  /** (--control) The same service from several registry shards disagrees on ports/protocol/resolution/addresses; the winner is used. */
+  registryConflict: { code: 'TRELLIS_A0200', level: 'warning' },
+  /** (--control) A registry shard is stale: unreachable, serving its last-known state. */
+  registryStale: { code: 'TRELLIS_A0201', level: 'warning' },
+  /** (--control) A registry shard dropped or corrected invalid items. */
+  registryProblem: { code: 'TRELLIS_A0202', level: 'warning' },
   /** A document that does not parse or decode (YAML syntax, limits, field violations). */
   invalidDocument: { code: 'TRELLIS_A0100', level: 'error' },
 } as const satisfies Record<string, { code: string; level: Level }>);

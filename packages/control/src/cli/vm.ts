@@ -6,6 +6,7 @@
  *       root-cert.pem  the mesh trust bundle (the VM verifies the control plane against it)
  *       token          a fresh single-use join token (0600)
  *       agent.env      TRELLIS_* environment for the agent's systemd unit (EnvironmentFile=)
+ *       probe.json     the WorkloadGroup's readiness probe, when it has one (the agent runs it; see auto-registration)
  *   vm token --workload-group NAME --namespace NS [--out DIR]      mints another token (into DIR/token, or stdout)
  *   vm tokens                                                      lists tokens
  *   vm revoke ID                                                   revokes one
@@ -13,7 +14,7 @@
  * All talk to the control plane's HTTP token API (`--control`, default http://127.0.0.1:15014).
  * Exit status: 0 done, 1 the control plane refused or could not be reached, 2 bad arguments.
  */
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { TrellisError } from '@trellis/model';
@@ -212,8 +213,13 @@ export function registerVm(program: Command, io: VmIo = { out: process.stdout, e
       writeFileSync(join(opts.out, 'root-cert.pem'), mesh.rootCertsPem.endsWith('\n') ? mesh.rootCertsPem : `${mesh.rootCertsPem}\n`, { mode: 0o644 });
       writeFileSync(join(opts.out, 'agent.env'), renderAgentEnv(mesh, token, xdsAddress, opts.bundleDir), { mode: 0o644 });
       writeToken(opts.out, token.token);
+      // The group's readiness probe travels in the bundle (probe.json); the agent runs it and reports over ADS.
+      const group = await call<{ probe?: unknown }>(opts.control, 'GET', `/v1/workloadgroups/${encodeURIComponent(opts.namespace)}/${encodeURIComponent(opts.workloadGroup)}`).catch(() => undefined);
+      const probeFile = join(opts.out, 'probe.json');
+      if (group?.probe) writeFileSync(probeFile, `${JSON.stringify(group.probe, null, 2)}\n`, { mode: 0o644 });
+      else rmSync(probeFile, { force: true });
       io.out.write([
-        `Wrote ${opts.out}: mesh.yaml root-cert.pem agent.env token`,
+        `Wrote ${opts.out}: mesh.yaml root-cert.pem agent.env token${group?.probe ? ' probe.json' : ''}`,
         `  identity:   spiffe://${mesh.trustDomain}/ns/${token.namespace}/sa/${token.serviceAccount}`,
         `  xDS and CA: ${xdsAddress}`,
         `  token:      ${token.id} (single use, expires ${token.expiresAt})`,

@@ -31,6 +31,7 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
   { flag: 'network', env: 'TRELLIS_NETWORK', default: '', arg: 'NAME', description: 'network of this control plane (MeshConfig spec.network overrides)' },
   { flag: 'debounce-after', env: 'TRELLIS_DEBOUNCE_AFTER', default: '100ms', arg: 'DURATION', description: 'quiet time after a change before a snapshot is built' },
   { flag: 'debounce-max', env: 'TRELLIS_DEBOUNCE_MAX', default: '1s', arg: 'DURATION', description: 'longest a change waits for a snapshot while changes keep coming' },
+  { flag: 'workload-entry-grace', env: 'TRELLIS_WORKLOAD_ENTRY_GRACE', default: '10s', arg: 'DURATION', description: 'how long an auto-registered WorkloadEntry outlives its agent\'s last xDS stream' },
   { flag: 'log-level', env: 'TRELLIS_LOG_LEVEL', default: 'info', arg: 'LEVEL', description: 'debug, info, warn or error' },
 ] as const);
 
@@ -54,6 +55,8 @@ export interface ControlSettings {
   readonly network: string;
   readonly debounceAfterMs: number;
   readonly debounceMaxMs: number;
+  /** Grace before an auto-registered WorkloadEntry whose agent disconnected is removed. */
+  readonly workloadEntryGraceMs: number;
   readonly logLevel: LogLevel;
 }
 
@@ -108,6 +111,7 @@ export function resolveSettings(flags: Readonly<Record<string, unknown>>, env: N
     network: get('network'),
     debounceAfterMs: after,
     debounceMaxMs: Math.max(max, after),
+    workloadEntryGraceMs: parseDurationMs(get('workload-entry-grace'), 'workload-entry-grace'),
     logLevel: level as LogLevel,
   });
 }

@@ -14,6 +14,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { encodeAny, grpcService, TYPE_SHORT_NAME, TYPE_URL } from '@trellis/api';
 import type { GeneratedResource, Generator, ProxyNode, Snapshot } from '../snapshot/types.js';
 import { endpointOnlyDelta, type EndpointOnlyDelta } from '../snapshot/delta.js';
+import { memoizeGenerators } from '../generate/index.js';
 import { XDS_CHANNELS } from './events.js';
 import { parseNode, type WireNode } from './node.js';
 
@@ -51,6 +52,21 @@ interface TypeState {
   generatedFrom?: Snapshot;
   /** The subscription `sentResources` was selected by. */
   sentNames?: Set<string> | 'wildcard';
+  /** What was sent last, shared with every proxy that got the same (`sent` and `sentResources` are its maps). */
+  sentSelection?: Selection;
+}
+
+/**
+ * A selection of encoded resources for one type, shared by every connection whose generator output (same array,
+ * thanks to the scope memo) and subscription (same interned set) are the same: hashes, encodings and version are
+ * computed once, not per proxy, and the maps are not copied per proxy.
+ */
+interface Selection {
+  readonly version: string;
+  readonly hashes: ReadonlyMap<string, string>;
+  readonly encs: ReadonlyMap<string, Encoded>;
+  /** What a response carries: every resource, or for an endpoint-only step only those that changed. */
+  readonly anys: readonly Encoded['any'][];
 }
 
 interface Connection {
@@ -60,6 +76,10 @@ interface Connection {
   node?: ProxyNode;
   readonly types: Map<string, TypeState>;
   nonceCounter: number;
+  /** `write()` returned false: no pushes until 'drain' (then the latest state is pushed), so memory stays bounded. */
+  blocked?: boolean;
+  /** A push was skipped while blocked. */
+  behind?: boolean;
 }
 
 export interface TypeSync {
@@ -86,6 +106,19 @@ export interface ProxySync {
   readonly types: readonly TypeSync[];
 }
 
+/**
+ * The type URL of Istio's health reports: an agent sends a DiscoveryRequest of this type after each probe
+ * transition; no `error_detail` means healthy, an `error_detail` carries why it is not. Nothing is sent back.
+ */
+export const HEALTH_TYPE_URL = 'istio.io/health';
+
+/** Told about each stream's node, its end, and its health reports (WorkloadEntry auto-registration). */
+export interface StreamObserver {
+  connected(connection: string, node: ProxyNode, stream: grpc.ServerDuplexStream<unknown, unknown>): void;
+  disconnected(connection: string): void;
+  health(connection: string, report: { readonly healthy: boolean; readonly message?: string }): void;
+}
+
 export interface SnapshotSource {
   current(): Snapshot | undefined;
 }
@@ -96,6 +129,7 @@ export interface AdsServerOptions {
   readonly snapshots: SnapshotSource;
   /** Identifies this control plane in responses (`control_plane.identifier`). */
   readonly identifier: string;
+  readonly streams?: StreamObserver;
   readonly now?: () => Date;
   readonly log?: (level: 'debug' | 'info' | 'warn' | 'error', event: string, fields: Record<string, unknown>) => void;
 }
@@ -120,6 +154,16 @@ export class AdsServer {
   #pushing = false;
   #again = false;
   #closed = false;
+  /** The generators, memoised per scope (built-in ones only; see `memoizeGenerators`), by type; rewrapped if replaced. */
+  readonly #gens = new Map<string, { readonly raw: Generator; readonly memo: Generator }>();
+  /** Selections by generator output and interned subscription. */
+  #selections = new WeakMap<readonly GeneratedResource[], Map<Set<string> | 'wildcard', Selection>>();
+  /** Endpoint-only selections by previous selection, reduced outputs before and after, subscription. */
+  #partials = new WeakMap<Selection, WeakMap<readonly GeneratedResource[], WeakMap<readonly GeneratedResource[], Map<Set<string> | 'wildcard', Selection>>>>();
+  /** Snapshots reduced to the services of an endpoint-only step, so every proxy's generator call hits the memo. */
+  #reduced = new WeakMap<Snapshot, WeakMap<ReadonlySet<string>, Snapshot>>();
+  /** Subscriptions by content: connections asking for the same names share one set (and selections). */
+  #names = new Map<string, Set<string>>();
 
   constructor(options: AdsServerOptions) {
     this.#o = options;
@@ -158,6 +202,7 @@ export class AdsServer {
         for (const conn of [...this.#conns.values()]) {
           if (this.#closed) return;
           if (!this.#conns.has(conn.id)) continue;
+          if (conn.blocked) { conn.behind = true; continue; }
           this.#pushConnection(conn, false);
           // Yield now and then so a push to a thousand proxies does not starve the event loop.
           if (++n % 25 === 0) await new Promise((r) => setImmediate(r));
@@ -180,6 +225,7 @@ export class AdsServer {
     const drop = (): void => {
       if (!this.#conns.delete(conn.id)) return;
       if (conn.node) XDS_CHANNELS.connection.publish({ proxy: conn.node.id, connection: conn.id, connected: false });
+      if (conn.node) this.#o.streams?.disconnected(conn.id);
       this.#o.log?.('info', 'xds disconnected', { proxy: conn.node?.id, connection: conn.id });
     };
     stream.on('data', (req: DiscoveryRequest) => {
@@ -200,12 +246,19 @@ export class AdsServer {
       conn.node = parseNode(req.node);
       XDS_CHANNELS.connection.publish({ proxy: conn.node.id, connection: conn.id, connected: true });
       this.#o.log?.('info', 'xds connected', { proxy: conn.node.id, type: conn.node.type, connection: conn.id });
+      this.#o.streams?.connected(conn.id, conn.node, conn.stream);
     }
     const type = req.type_url ?? '';
     if (type === '') return;
+    if (type === HEALTH_TYPE_URL) {
+      const e = req.error_detail;
+      const unhealthy = !!e && (!!e.message || !!e.code);
+      this.#o.streams?.health(conn.id, unhealthy ? { healthy: false, message: e?.message || `code ${e?.code}` } : { healthy: true });
+      return;
+    }
     const names = req.resource_names ?? [];
     const wanted: TypeState['names'] =
-      names.includes('*') || (names.length === 0 && WILDCARD_TYPES.has(type)) ? 'wildcard' : new Set(names);
+      names.includes('*') || (names.length === 0 && WILDCARD_TYPES.has(type)) ? 'wildcard' : this.#intern(names);
     let ts = conn.types.get(type);
     const initial = ts === undefined || !req.response_nonce;
     if (!ts) conn.types.set(type, (ts = { names: wanted }));
@@ -275,83 +328,169 @@ export class AdsServer {
     const node = conn.node;
     if (!snapshot || !node) return;
     if (ts.names !== 'wildcard' && ts.names.size === 0 && ts.sentNonce === undefined) return;
-    const gen = this.#o.generators[type];
+    const gen = this.#generator(type);
     const started = performance.now();
-    let generated: readonly GeneratedResource[];
-    const kept = new Map<string, Encoded>();
+    let sel: Selection;
     try {
-      if (partial && ts.sentResources && ts.sentNames && sameNames(ts.sentNames, ts.names) && gen) {
-        const reduce = (s: Snapshot): Snapshot => Object.freeze({ ...s, services: s.services.filter((m) => partial.hosts.has(m.service.hostname)) });
-        const stale = new Set(gen(reduce(partial.prev), node).map((r) => r.name));
-        for (const [name, enc] of ts.sentResources) if (!stale.has(name)) kept.set(name, enc);
-        generated = gen(reduce(snapshot), node);
+      if (partial && ts.sentSelection && ts.sentNames && sameNames(ts.sentNames, ts.names) && gen) {
+        const before = gen(this.#reduce(partial.prev, partial.hosts), node);
+        const after = gen(this.#reduce(snapshot, partial.hosts), node);
+        sel = this.#partialSelection(type, node, ts.sentSelection, before, after, ts.names);
       } else {
-        generated = gen ? gen(snapshot, node) : [];
+        sel = this.#selection(type, node, gen ? gen(snapshot, node) : [], ts.names);
       }
     } catch (err) {
       this.#o.log?.('error', 'generator failed', { proxy: node.id, type, error: (err as Error).message });
       return; // keep what the proxy has
     }
     const names = ts.names;
-    const selected = names === 'wildcard' ? generated : generated.filter((r) => names.has(r.name));
-    const resources: { type_url: string; value: Uint8Array }[] = [];
-    const hashes = new Map<string, string>();
-    const sentResources = new Map<string, Encoded>();
-    // EDS and RDS are not "all resources required" types: in state of the world a client keeps a subscribed
-    // resource that a response leaves out (Envoy and gRFC A53), so a partial push sends only what changed.
-    const onlyChanged = partial !== undefined && kept.size > 0;
-    for (const [name, enc] of kept) {
-      hashes.set(name, enc.hash);
-      sentResources.set(name, enc);
-    }
-    for (const r of selected) {
-      let enc = this.#encoded.get(r.body);
-      if (!enc) {
-        // Keyed by a digest of the JSON, not the JSON itself: a thousand proxies' worth of keys stays small.
-        const key = createHash('sha1').update(type).update('\0').update(JSON.stringify(r.body)).digest('base64');
-        enc = this.#byContent.get(key);
-        if (!enc) {
-          enc = this.#byContentPrev.get(key);
-          if (!enc) {
-            try {
-              const any = encodeAny(type, r.body as Record<string, unknown>);
-              enc = { any, hash: createHash('sha256').update(any.value).digest('base64url').slice(0, 16) };
-            } catch (err) {
-              this.#o.log?.('error', 'resource not encodable', { proxy: node.id, type, name: r.name, error: (err as Error).message });
-              continue;
-            }
-          }
-          this.#byContent.set(key, enc);
-        }
-        this.#encoded.set(r.body, enc);
-      }
-      if (sentResources.has(r.name)) continue;
-      if (!onlyChanged || ts.sent?.get(r.name) !== enc.hash) resources.push(enc.any);
-      hashes.set(r.name, enc.hash);
-      sentResources.set(r.name, enc);
-    }
-    const version = versionOf(hashes);
+    const version = sel.version;
     if (!force && version === ts.sentVersion) {
       ts.generatedFrom = snapshot;
       return;
     }
     if (!force && ts.nack && ts.nack.version === version) return;
     const nonce = `${conn.id}-${++conn.nonceCounter}`;
-    conn.stream.write({
+    const accepted = conn.stream.write({
       version_info: version,
-      resources,
+      resources: sel.anys,
       type_url: type,
       nonce,
       control_plane: { identifier: this.#o.identifier },
     });
+    if (accepted === false && !conn.blocked) {
+      conn.blocked = true;
+      conn.stream.once('drain', () => {
+        conn.blocked = false;
+        if (conn.behind && !this.#closed && this.#conns.has(conn.id)) {
+          conn.behind = false;
+          this.#pushConnection(conn, false);
+        }
+      });
+    }
     ts.sentVersion = version;
     ts.sentNonce = nonce;
     ts.sentAt = this.#now().toISOString();
-    ts.sent = hashes;
-    ts.sentResources = sentResources;
+    ts.sent = sel.hashes;
+    ts.sentResources = sel.encs;
+    ts.sentSelection = sel;
     ts.sentNames = names;
     ts.generatedFrom = snapshot;
-    XDS_CHANNELS.push.publish({ proxy: node.id, type, version, resources: resources.length, ms: performance.now() - started });
+    XDS_CHANNELS.push.publish({ proxy: node.id, type, version, resources: sel.anys.length, ms: performance.now() - started });
+  }
+
+  #generator(type: string): Generator | undefined {
+    const raw = this.#o.generators[type];
+    if (raw === undefined) return undefined;
+    let g = this.#gens.get(type);
+    if (g === undefined || g.raw !== raw) this.#gens.set(type, (g = { raw, memo: memoizeGenerators({ [type]: raw })[type] }));
+    return g.memo;
+  }
+
+  /** The resources of `generated` a subscription selects, encoded, hashed and versioned (memoised). */
+  #selection(type: string, node: ProxyNode, generated: readonly GeneratedResource[], names: Set<string> | 'wildcard'): Selection {
+    let byNames = this.#selections.get(generated);
+    if (!byNames) this.#selections.set(generated, (byNames = new Map()));
+    let sel = byNames.get(names);
+    if (!sel) {
+      const selected = names === 'wildcard' ? generated : generated.filter((r) => names.has(r.name));
+      const hashes = new Map<string, string>();
+      const encs = new Map<string, Encoded>();
+      const anys: Encoded['any'][] = [];
+      for (const r of selected) {
+        const enc = this.#encode(type, node, r);
+        if (!enc || encs.has(r.name)) continue;
+        anys.push(enc.any);
+        hashes.set(r.name, enc.hash);
+        encs.set(r.name, enc);
+      }
+      sel = Object.freeze({ version: versionOf(hashes), hashes, encs, anys: Object.freeze(anys) });
+      byNames.set(names, sel);
+    }
+    return sel;
+  }
+
+  /**
+   * An endpoint-only step (EDS only): only the services whose endpoints changed were regenerated (`before`/`after`
+   * from snapshots reduced to those hostnames); every other resource is what was sent last, and only changed
+   * resources go on the wire (the version still names the whole set). EDS and RDS are not "all resources required"
+   * types: in state of the world a client keeps a subscribed resource that a response leaves out (Envoy, gRFC A53).
+   */
+  #partialSelection(
+    type: string, node: ProxyNode, prev: Selection, before: readonly GeneratedResource[], after: readonly GeneratedResource[], names: Set<string> | 'wildcard',
+  ): Selection {
+    let byBefore = this.#partials.get(prev);
+    if (!byBefore) this.#partials.set(prev, (byBefore = new WeakMap()));
+    let byAfter = byBefore.get(before);
+    if (!byAfter) byBefore.set(before, (byAfter = new WeakMap()));
+    let byNames = byAfter.get(after);
+    if (!byNames) byAfter.set(after, (byNames = new Map()));
+    let sel = byNames.get(names);
+    if (sel) return sel;
+    const stale = new Set(before.map((r) => r.name));
+    const hashes = new Map<string, string>();
+    const encs = new Map<string, Encoded>();
+    for (const [name, enc] of prev.encs) {
+      if (stale.has(name)) continue;
+      hashes.set(name, enc.hash);
+      encs.set(name, enc);
+    }
+    const onlyChanged = encs.size > 0;
+    const anys: Encoded['any'][] = [];
+    const selected = names === 'wildcard' ? after : after.filter((r) => names.has(r.name));
+    for (const r of selected) {
+      const enc = this.#encode(type, node, r);
+      if (!enc || encs.has(r.name)) continue;
+      if (!onlyChanged || prev.hashes.get(r.name) !== enc.hash) anys.push(enc.any);
+      hashes.set(r.name, enc.hash);
+      encs.set(r.name, enc);
+    }
+    sel = Object.freeze({ version: versionOf(hashes), hashes, encs, anys: Object.freeze(anys) });
+    byNames.set(names, sel);
+    return sel;
+  }
+
+  /** One resource's encoding: by body identity, else by content (two snapshot generations), else encoded now. */
+  #encode(type: string, node: ProxyNode, r: GeneratedResource): Encoded | undefined {
+    let enc = this.#encoded.get(r.body);
+    if (enc) return enc;
+    // Keyed by a digest of the JSON, not the JSON itself: a thousand proxies' worth of keys stays small.
+    const key = createHash('sha1').update(type).update('\0').update(JSON.stringify(r.body)).digest('base64');
+    enc = this.#byContent.get(key) ?? this.#byContentPrev.get(key);
+    if (!enc) {
+      try {
+        const any = encodeAny(type, r.body as Record<string, unknown>);
+        enc = Object.freeze({ any, hash: createHash('sha256').update(any.value).digest('base64url').slice(0, 16) });
+      } catch (err) {
+        this.#o.log?.('error', 'resource not encodable', { proxy: node.id, type, name: r.name, error: (err as Error).message });
+        return undefined;
+      }
+    }
+    this.#byContent.set(key, enc);
+    this.#encoded.set(r.body, enc);
+    return enc;
+  }
+
+  #reduce(s: Snapshot, hosts: ReadonlySet<string>): Snapshot {
+    let byHosts = this.#reduced.get(s);
+    if (!byHosts) this.#reduced.set(s, (byHosts = new WeakMap()));
+    let r = byHosts.get(hosts);
+    if (!r) {
+      r = Object.freeze({ ...s, services: Object.freeze(s.services.filter((m) => hosts.has(m.service.hostname))) });
+      byHosts.set(hosts, r);
+    }
+    return r;
+  }
+
+  /** One set per distinct subscription (never mutated once made). */
+  #intern(names: readonly string[]): Set<string> {
+    const key = [...new Set(names)].sort().join('\n');
+    let set = this.#names.get(key);
+    if (!set) {
+      if (this.#names.size >= 10_000) this.#names.clear();
+      this.#names.set(key, (set = new Set(names)));
+    }
+    return set;
   }
 
   /** Sync state of every connected proxy, for `/debug/syncz` and `trellisctl proxy-status`. */
@@ -417,6 +556,7 @@ export class AdsServer {
     this.#encoded = new WeakMap();
     this.#byContent.clear();
     this.#byContentPrev.clear();
+    this.#names.clear();
   }
 }
 

@@ -22,12 +22,15 @@ export interface ClusterStats {
   retries: number;
 }
 
+interface LastUpstream { readonly key: string; readonly version: number; readonly u: Upstream }
 type Upstream = { kind: 'h1'; pool: Pool } | { kind: 'h2'; h2: H2Upstream };
 
 export class ClusterRuntime {
   hosts: HostSet;
   readonly stats: ClusterStats = { rqTotal: 0, rqActive: 0, rqError: 0, rqTimeout: 0, cxConnectFail: 0, overflow: 0, retries: 0 };
   private readonly upstreams = new Map<string, Upstream>();
+  /** Per host key: the upstream last used per protocol (validated against `upstreams` on every hit). */
+  private readonly lastByHost = new Map<string, { h1: LastUpstream | null; h2: LastUpstream | null }>();
 
   constructor(readonly config: ClusterConfig, private readonly tlsContexts: TlsContexts, previous?: ClusterRuntime) {
     this.hosts = new HostSet(config.loadAssignment, config.lbPolicy, config.ringHash?.minimumRingSize ?? 1024, Math.random, previous?.hosts);
@@ -52,21 +55,33 @@ export class ClusterRuntime {
    */
   upstream(host: Host, h2: boolean): Upstream | 'no_secret' {
     const t = this.tlsFor(host);
-    let params: UpstreamTlsParams | null = null;
-    let version = 0;
+    let c: { ctx: import('node:tls').SecureContext; version: number } | null = null;
     if (t) {
-      const c = this.tlsContexts.get(t);
+      c = this.tlsContexts.get(t);
       if (!c) return 'no_secret';
+    }
+    const version = c ? c.version : 0;
+    // Fast path (every request): the host's last upstream for this protocol, if made with the current context.
+    const last = this.lastByHost.get(host.key);
+    const lastHit = last ? (h2 ? last.h2 : last.h1) : null;
+    if (lastHit && lastHit.version === version && this.upstreams.get(lastHit.key) === lastHit.u) return lastHit.u;
+    let params: UpstreamTlsParams | null = null;
+    if (t && c) {
       // Istio's mesh ALPN (Envoy's istio.alpn filter): a cluster whose TLS offers `istio` tells the server proxy
       // the protocol inside the tunnel with `istio-h2` / `istio-http/1.1`, which inbound filter chains match on.
       const istio = t.alpn.includes('istio') || t.alpn.includes('istio-peer-exchange');
       const alpn = h2 ? (istio ? ['istio-h2', 'h2'] : ['h2']) : (istio ? ['istio-http/1.1', 'http/1.1'] : [...t.alpn.filter((a) => a !== 'h2' && a !== 'http/1.1'), 'http/1.1']);
       params = { config: t, ctx: c.ctx, alpn };
-      version = c.version;
     }
     const key = `${h2 ? 'h2' : 'h1'}|${host.key}|${version}`;
+    const remember = (u: Upstream): Upstream => {
+      const e = this.lastByHost.get(host.key) ?? { h1: null, h2: null };
+      if (h2) e.h2 = { key, version, u }; else e.h1 = { key, version, u };
+      this.lastByHost.set(host.key, e);
+      return u;
+    };
     const hit = this.upstreams.get(key);
-    if (hit) return hit;
+    if (hit) return remember(hit);
     // A new TLS context version replaces the pools of the old one: they finish in-flight requests and close.
     for (const [k, u] of this.upstreams) if (k.startsWith(`${h2 ? 'h2' : 'h1'}|${host.key}|`)) { this.upstreams.delete(k); closeUpstream(u); }
     const { address, port } = host.address;
@@ -88,7 +103,7 @@ export class ClusterRuntime {
       };
     }
     this.upstreams.set(key, u);
-    return u;
+    return remember(u);
   }
 
   /** The current secure context for a TLS config, or null while its secrets are missing. */
@@ -100,11 +115,13 @@ export class ClusterRuntime {
   prune(): void {
     const keys = new Set(this.hosts.all.map((h) => h.key));
     for (const [k, u] of this.upstreams) if (!keys.has(k.split('|')[1])) { this.upstreams.delete(k); closeUpstream(u); }
+    for (const k of this.lastByHost.keys()) if (!keys.has(k)) this.lastByHost.delete(k);
   }
 
   close(): void {
     for (const u of this.upstreams.values()) closeUpstream(u);
     this.upstreams.clear();
+    this.lastByHost.clear();
   }
 
   /** Pools currently open, for /clusters. */

@@ -8,7 +8,7 @@
  * failure the next successful round is a full fetch, so an outage longer than the server's delta retention
  * (about 3 minutes) loses nothing.
  */
-import type { Problem, Protocol, RegistryAdapter, RegistryChange, SourceKind } from '@trellis/model';
+import type { Problem, RegistryAdapter, RegistryChange, SourceKind } from '@trellis/model';
 import { TrellisError } from '@trellis/model';
 import type { FetchFunction } from '../runtime.js';
 import { Backoff, childSignal, systemClock, type BackoffOptions, type Clock } from '../runtime.js';
@@ -19,10 +19,12 @@ import {
   eurekaHashcode,
   eurekaInstanceKey,
   type EurekaApplicationsResponse,
+  type EurekaConvertOptions,
   type EurekaInstance,
 } from './convert.js';
 
-export interface EurekaAdapterOptions {
+/** Mapping options are the converter's (hostname template, namespace, protocol, …); the shard id comes from `name`. */
+export interface EurekaAdapterOptions extends Omit<EurekaConvertOptions, 'shard'> {
   /** Base URLs, tried in order, e.g. `http://eureka:8761/eureka/v2` (stock) or `http://eureka:8761/eureka` (Spring). */
   readonly serviceUrls: readonly string[];
   /** Shard name: the shard id is `eureka:<name>`. Default `default`. */
@@ -31,17 +33,6 @@ export interface EurekaAdapterOptions {
   readonly deltaIntervalMs?: number;
   /** Use `/apps/delta`; false does a full fetch every interval. Default true. */
   readonly useDelta?: boolean;
-  /** Hostname template over the app name (`{app}`, lower-cased, `_` → `-`). Default `{app}.eureka`. */
-  readonly hostnameTemplate?: string;
-  /** Hub namespace. Default `default`. */
-  readonly namespace?: string;
-  /** Protocol of `port` when metadata gives none. Default `HTTP`. */
-  readonly defaultProtocol?: Protocol;
-  /** Drop non-`UP` instances instead of keeping them UNHEALTHY. Default false. */
-  readonly dropNonUp?: boolean;
-  readonly addressFrom?: 'ipAddr' | 'hostName';
-  readonly localityKeys?: { readonly region?: string; readonly zone?: string };
-  readonly network?: string;
   /** Extra request headers (e.g. `authorization`). */
   readonly headers?: Readonly<Record<string, string>>;
   /** Per-request timeout, ms. Default 10 000. */

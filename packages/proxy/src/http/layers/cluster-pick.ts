@@ -6,31 +6,39 @@ import type { HeaderToAdd } from '@trellis/api';
 import type { ClusterManager } from '../../cluster/cluster-manager.js';
 import { type Layer, addHeader, flag, localReply } from '../context.js';
 
+const NONE: readonly never[] = Object.freeze([]);
+
 export function clusterPickLayer(clusters: ClusterManager, random: () => number = Math.random): Layer {
   return (next) => (ctx) => {
     const a = ctx.route!.action;
     if (a.kind !== 'route') return;
     let name = a.cluster ?? '';
-    const adds: HeaderToAdd[] = [];
-    const removes: string[] = [];
+    let adds: readonly HeaderToAdd[] = NONE;
+    let removes: readonly string[] = NONE;
     if (a.weightedClusters) {
       const total = a.weightedClusters.reduce((s, c) => s + c.weight, 0);
       let r = random() * total;
       let chosen = a.weightedClusters[a.weightedClusters.length - 1];
       for (const c of a.weightedClusters) { r -= c.weight; if (r < 0) { chosen = c; break; } }
       name = chosen.name;
-      adds.push(...chosen.requestHeadersToAdd);
-      removes.push(...chosen.requestHeadersToRemove);
+      adds = chosen.requestHeadersToAdd;
+      removes = chosen.requestHeadersToRemove;
       ctx.responseHeadersToAdd.unshift(...chosen.responseHeadersToAdd);
       ctx.responseHeadersToRemove.push(...chosen.responseHeadersToRemove);
     }
     const route = ctx.route!;
     const vh = ctx.vhost!;
     const rc = ctx.routeConfig!;
-    removes.push(...route.requestHeadersToRemove, ...vh.requestHeadersToRemove, ...rc.requestHeadersToRemove);
+    // (no arrays are built per request: the common route has no header operations)
     for (const n of removes) delete ctx.headers[n];
+    for (const n of route.requestHeadersToRemove) delete ctx.headers[n];
+    for (const n of vh.requestHeadersToRemove) delete ctx.headers[n];
+    for (const n of rc.requestHeadersToRemove) delete ctx.headers[n];
     // Least specific first so the most specific OVERWRITE wins.
-    for (const op of [...rc.requestHeadersToAdd, ...vh.requestHeadersToAdd, ...route.requestHeadersToAdd, ...adds]) addHeader(ctx.headers, op);
+    for (const op of rc.requestHeadersToAdd) addHeader(ctx.headers, op);
+    for (const op of vh.requestHeadersToAdd) addHeader(ctx.headers, op);
+    for (const op of route.requestHeadersToAdd) addHeader(ctx.headers, op);
+    for (const op of adds) addHeader(ctx.headers, op);
     if (a.prefixRewrite !== null && route.match.kind !== 'regex') {
       const q = ctx.path.indexOf('?');
       const path = q < 0 ? ctx.path : ctx.path.slice(0, q);

@@ -28,7 +28,9 @@ export const telemetryLayer: Layer = (next) => (ctx) => {
       destinationWorkloadNamespace: md?.namespace ?? null,
     });
   };
-  ctx.res.once('finish', publish);
-  ctx.res.once('close', publish);
+  // One listener: a response emits 'close' after 'finish' (node:http on the next tick, HTTP/2 when its stream
+  // closes). A hand-made upgrade response (see http-servers.ts) emits no 'close' after a local reply: it keeps 'finish'.
+  if (ctx.upgrade) ctx.res.once('finish', publish);
+  ctx.res.on('close', publish);
   next(ctx);
 };

@@ -7,7 +7,7 @@
  */
 import type http2 from 'node:http2';
 import type { Dispatcher } from 'undici';
-import type { HashPolicy, RetryPolicy } from '@trellis/api';
+import type { HashPolicy, RetryPolicy, UpstreamTls } from '@trellis/api';
 import type { ClusterRuntime } from '../../cluster/cluster-manager.js';
 import { fnv1a } from '../../lb/hash.js';
 import { connectUpstream } from '../../upstream/connect.js';
@@ -41,7 +41,8 @@ export function upstreamLayer(o: UpstreamOptions): Layer {
     const hasBody = requestHasBody(ctx);
     const maxAttempts = 1 + (retry && !hasBody && retriesOnConnectFailure(retry) ? Math.min(retry.numRetries, cfg.circuitBreakers.maxRetries) : 0);
     const hash = a.kind === 'route' ? requestHash(a.hashPolicy, ctx) : null;
-    const tried = new Set<string>();
+    // Hosts already tried (retries only): allocated on the first retry, not per request.
+    let tried: Set<string> | null = null;
     const timeoutMs = a.kind === 'route' ? (retry?.perTryTimeoutMs ?? a.timeoutMs) : 0;
     const cl = ctx.headers['content-length'];
     ctx.requestBytes = cl ? Number(cl) || 0 : 0;
@@ -59,7 +60,7 @@ export function upstreamLayer(o: UpstreamOptions): Layer {
         localReply(ctx, 503, 'no healthy upstream');
         return;
       }
-      tried.add(host.key);
+      if (maxAttempts > 1) (tried ??= new Set<string>()).add(host.key);
       ctx.host = host;
       host.active += 1;
       const h2 = cfg.http2 || (cfg.useDownstreamProtocol && ctx.h2);
@@ -96,7 +97,7 @@ export function upstreamLayer(o: UpstreamOptions): Layer {
       const u = rt.upstream(host, h2);
       if (u === 'no_secret') { finish({ kind: 'connect_failure', error: new Error('TLS secrets not yet delivered by SDS') }); return; }
       const t = rt.tlsFor(host);
-      ctx.upstreamPrincipal = t ? (t.matchSubjectAltNames.find((m) => m.type === 'URI' && m.match.kind === 'exact')?.match.value ?? 'unknown') : null;
+      ctx.upstreamPrincipal = t ? expectedPrincipal(t) : null;
       if (ctx.upgrade) { viaUpgrade(ctx, host, rt, finish); return; }
       if (u.kind === 'h1') viaH1(ctx, u.pool, host, hasBody && n === 0, timeoutMs, finish);
       else viaH2(ctx, u.h2.get(), !!t, hasBody && n === 0, timeoutMs, finish);
@@ -105,16 +106,27 @@ export function upstreamLayer(o: UpstreamOptions): Layer {
   };
 }
 
-function pickHost(rt: ClusterRuntime, ctx: HttpContext, hash: number | null, tried: Set<string>, now: number): Host | null {
+function pickHost(rt: ClusterRuntime, ctx: HttpContext, hash: number | null, tried: Set<string> | null, now: number): Host | null {
   if (rt.config.type === 'ORIGINAL_DST') {
     const address = { address: ctx.conn.destIp, port: ctx.conn.destPort };
     return { address, key: hostKey(address), weight: 1, healthy: true, metadata: {}, locality: { region: '', zone: '', subZone: '' }, priority: 0, active: 0, ejectedUntil: 0, consecutive5xx: 0, total: 0, errors: 0 };
   }
   const first = rt.hosts.pick({ hash, now });
-  if (!first || !tried.has(first.key)) return first;
+  if (!first || !tried || !tried.has(first.key)) return first;
   // On a retry prefer another host when one is available.
   for (let i = 0; i < 4; i++) { const h = rt.hosts.pick({ hash: null, now }); if (h && !tried.has(h.key)) return h; }
   return first;
+}
+
+/** The peer principal a TLS config expects (its exact URI SAN), computed once per (frozen) config. */
+const principals = new WeakMap<UpstreamTls, string>();
+function expectedPrincipal(t: UpstreamTls): string {
+  let p = principals.get(t);
+  if (p === undefined) {
+    p = t.matchSubjectAltNames.find((m) => m.type === 'URI' && m.match.kind === 'exact')?.match.value ?? 'unknown';
+    principals.set(t, p);
+  }
+  return p;
 }
 
 function retriesOnConnectFailure(r: RetryPolicy): boolean {

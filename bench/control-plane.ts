@@ -8,6 +8,9 @@
  *
  *   node --import tsx bench/control-plane.ts [--clients 100] [--services 100] [--endpoints 10] [--changes 10]
  *
+ * `BENCH_CONTROL_BIN=path/to/trellis-control.js` runs another build (e.g. an older checkout) for an A/B comparison;
+ * `BENCH_PROFILE=DIR` runs the control plane with `--cpu-prof --cpu-prof-dir DIR`.
+ *
  * The clients run in this process and share the 2 cores with the control plane: the figures are an upper bound
  * on latency, not the control plane alone. No wall-clock reference applies here (there is no other xDS server
  * on the machine); the comparison point is istiod's published figure (1,000 services / 2,000 sidecars on 1 vCPU).
@@ -62,19 +65,21 @@ const pct = (xs: number[], p: number): number => {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
 };
 
-async function scrape(http: string): Promise<{ pushes: number; rss: number }> {
+async function scrape(http: string): Promise<{ pushes: number; rss: number; heap: number; cpu: number }> {
   const text = await (await fetch(`${http}/metrics`)).text();
   let pushes = 0;
   for (const m of text.matchAll(/^pilot_xds_pushes\{[^}]*\} (\d+(?:\.\d+)?)/gm)) pushes += Number(m[1]);
   const rss = Number(/^process_resident_memory_bytes (\d+)/m.exec(text)?.[1] ?? 0);
-  return { pushes, rss };
+  const heap = Number(/^nodejs_heap_size_used_bytes (\d+)/m.exec(text)?.[1] ?? 0);
+  const cpu = Number(/^process_cpu_seconds_total (\d+(?:\.\d+)?)/m.exec(text)?.[1] ?? 0);
+  return { pushes, rss, heap, cpu };
 }
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-cp-'));
   const state = mkdtempSync(join(tmpdir(), 'bench-cp-state-'));
   for (let i = 0; i < M; i++) writeFileSync(join(dir, `svc-${i}.yaml`), serviceFile(i, 0));
-  const control = spawn(process.execPath, [...(process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROFILE] : []), join(root, 'packages/control/bin/trellis-control.js'), '--config-dir', dir, '--state-dir', state,
+  const control = spawn(process.execPath, [...(process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROFILE] : []), process.env.BENCH_CONTROL_BIN ?? join(root, 'packages/control/bin/trellis-control.js'), '--config-dir', dir, '--state-dir', state,
     '--listen-xds', 'off', '--listen-xds-plaintext', '127.0.0.1:0', '--listen-http', '127.0.0.1:0', '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
   const addr: Record<string, string> = {};
   await new Promise<void>((resolve, reject) => {
@@ -91,6 +96,7 @@ async function main(): Promise<void> {
   // warn level hides `listening`; the listeners are printed at info, so ask /ready until the snapshot exists.
   for (let i = 0; i < 600; i++) { if ((await fetch(`${http}/ready`)).status === 200) break; await new Promise((r) => setTimeout(r, 100)); }
 
+  const beforeClients = await scrape(http);
   const clients: AdsTestClient[] = [];
   const t0 = performance.now();
   let synced = 0;
@@ -110,6 +116,7 @@ async function main(): Promise<void> {
   await syncedAll;
   const initialMs = performance.now() - t0;
   const afterInitial = await scrape(http);
+  const cpuBefore = beforeClients.cpu;
 
   const latencies: number[] = [];
   const changeStart = performance.now();
@@ -143,7 +150,10 @@ async function main(): Promise<void> {
     [`change → all ACKed, p99 (ms)`, pct(latencies, 99).toFixed(0)],
     ['pushes/s during changes', ((end.pushes - afterInitial.pushes) / changeSeconds).toFixed(0)],
     ['pushes per change (expect = clients: EDS only)', ((end.pushes - afterInitial.pushes) / CHANGES).toFixed(0)],
+    ['control plane CPU, initial sync (s)', (afterInitial.cpu - cpuBefore).toFixed(1)],
+    ['control plane CPU per change (ms)', (((end.cpu - afterInitial.cpu) * 1000) / CHANGES).toFixed(0)],
     ['control plane RSS (MB)', (end.rss / 1024 / 1024).toFixed(0)],
+    ['control plane heap used (MB)', (end.heap / 1024 / 1024).toFixed(0)],
   ];
   const w = Math.max(...rows.map((r) => r[0].length));
   process.stdout.write(`\ncontrol-plane benchmark (debounce 100 ms / 1 s default, file registry, loopback)\n`);

@@ -63,6 +63,9 @@ async function loadConsul(): Promise<Loaded> {
 async function loadEureka(): Promise<Loaded> {
   const fake = await new FakeEureka().start();
   for (let n = 0; n < I; n++) fake.register({ app: `SVC-${n % S}`, instanceId: `inst-${n}`, ipAddr: ip(n), port: PORT });
+  // The load is history the adapter's first full fetch already covers: without this, every delta for the next
+  // 3 minutes (Eureka's retention) would carry all I registrations again.
+  fake.expireDeltas();
   return {
     kind: 'eureka',
     registryYaml: `type: eureka\naddress: ${fake.serviceUrl}\ndeltaInterval: 1s\n`,

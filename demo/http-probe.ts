@@ -17,7 +17,10 @@ export function get(url: string, headers: Record<string, string> = {}, timeoutMs
   });
 }
 
-/** Polls `fn` until it returns a truthy value; throws `what` with the last error or value after `timeoutMs`. */
+/** Thrown from an `eventually` probe to give up at once (a process it waits for has exited). */
+export class Fatal extends Error {}
+
+/** Polls `fn` until it returns a truthy value; throws `what` with the last error after `timeoutMs`, or a `Fatal` at once. */
 export async function eventually<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number, signal?: AbortSignal): Promise<T> {
   const end = Date.now() + timeoutMs;
   let last = '';
@@ -27,6 +30,7 @@ export async function eventually<T>(what: string, fn: () => Promise<T | undefine
       const v = await fn();
       if (v) return v;
     } catch (err) {
+      if (err instanceof Fatal) throw err;
       last = (err as Error).message;
     }
     if (Date.now() > end) throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${what}${last ? ` (last: ${last})` : ''}`);

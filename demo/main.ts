@@ -15,7 +15,7 @@ import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, w
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checkRouting, eventually, get } from './http-probe.js';
+import { checkRouting, eventually, Fatal, get } from './http-probe.js';
 import { must, PREFIX, removeLeftovers, run, Supervisor, type Child } from './supervisor.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -47,16 +47,18 @@ const GATEWAY_PORT = 8080;
 interface Options {
   readonly mode: 'netns' | 'loopback';
   readonly selfCheck: boolean;
+  readonly staticWorkloads: boolean;
   readonly timeoutMs: number;
 }
 
 function usage(): never {
-  process.stderr.write(`usage: npm run demo -- [--mode auto|netns|loopback] [--self-check] [--timeout SECONDS]
+  process.stderr.write(`usage: npm run demo -- [--mode auto|netns|loopback] [--self-check] [--static-workloads] [--timeout SECONDS]
 
   --mode netns      each service host in its own network namespace with capture and DNS (needs root)
   --mode loopback   everything on 127.0.0.1 behind an ingress gateway on :${GATEWAY_PORT} (any user)
   --mode auto       netns as root, loopback otherwise (default)
   --self-check      check the routing it prints, clean up and exit (0 when it works)
+  --static-workloads  netns mode: WorkloadEntries in the config instead of the agents' auto-registration
   --timeout S       how long start-up may take (default 120)
 `);
   process.exit(2);
@@ -65,12 +67,14 @@ function usage(): never {
 function parseOptions(argv: readonly string[]): Options {
   let mode = 'auto';
   let selfCheck = false;
+  let staticWorkloads = false;
   let timeout = 120;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--mode') mode = argv[++i] ?? '';
     else if (a.startsWith('--mode=')) mode = a.slice(7);
     else if (a === '--self-check') selfCheck = true;
+    else if (a === '--static-workloads') staticWorkloads = true;
     else if (a === '--timeout') timeout = Number(argv[++i]);
     else usage();
   }
@@ -82,10 +86,13 @@ function parseOptions(argv: readonly string[]): Options {
     process.stderr.write('demo: --mode netns needs root (network namespaces, iptables); run it with sudo or use --mode loopback\n');
     process.exit(2);
   }
-  return { mode, selfCheck, timeoutMs: timeout * 1000 };
+  return { mode, selfCheck, staticWorkloads, timeoutMs: timeout * 1000 };
 }
 
 const say = (line: string): void => { process.stdout.write(`${line}\n`); };
+const T0 = Date.now();
+/** `[12.3s]`: time since start, for the progress lines. */
+const elapsed = (): string => `[${((Date.now() - T0) / 1000).toFixed(1)}s]`;
 
 /** Starts trellis-control and resolves once every listener is bound and /ready answers 200. */
 async function startControl(sup: Supervisor, configDir: string, listenXds: string, timeoutMs: number, signal: AbortSignal): Promise<Child> {
@@ -94,11 +101,9 @@ async function startControl(sup: Supervisor, configDir: string, listenXds: strin
     '--listen-xds-plaintext', '127.0.0.1:15010', '--listen-xds', listenXds, '--listen-http', '127.0.0.1:15014',
   ]);
   await eventually('trellis-control to be ready on http://127.0.0.1:15014/ready', async () => {
-    if (child.proc.exitCode !== null) throw new Error(`trellis-control exited ${child.proc.exitCode}:\n${sup.tail(child)}`);
-    return (await get('http://127.0.0.1:15014/ready')).status === 200;
-  }, timeoutMs, signal).catch((err: Error) => {
-    throw child.proc.exitCode !== null ? new Error(`trellis-control exited ${child.proc.exitCode}:\n${sup.tail(child)}`) : err;
-  });
+    assertAlive(sup, [child]);
+    return (await get('http://127.0.0.1:15014/ready', {}, 1000)).status === 200;
+  }, timeoutMs, signal);
   return child;
 }
 
@@ -127,7 +132,7 @@ function writeConfig(runDir: string, workloads: string): string {
 function assertAlive(sup: Supervisor, children: readonly Child[]): void {
   for (const c of children) {
     if (c.proc.exitCode !== null || c.proc.signalCode !== null) {
-      throw new Error(`${c.name} exited (${c.proc.exitCode ?? c.proc.signalCode}); its log ${c.log}:\n${sup.tail(c)}`);
+      throw new Fatal(`${c.name} exited (${c.proc.exitCode ?? c.proc.signalCode}); its log ${c.log}:\n${sup.tail(c)}`);
     }
   }
 }
@@ -137,7 +142,7 @@ async function startLoopback(sup: Supervisor, opts: Options, signal: AbortSignal
     name: h.host, address: '127.0.0.1', app: h.app, version: h.version, port: LOOPBACK_APP_PORT(i),
   }))));
   await startControl(sup, configDir, '127.0.0.1:15012', opts.timeoutMs, signal);
-  say('trellis-control ready: xDS 127.0.0.1:15010 (plaintext) and 127.0.0.1:15012 (TLS), HTTP 127.0.0.1:15014');
+  say(`${elapsed()} trellis-control ready: xDS 127.0.0.1:15010 (plaintext) and 127.0.0.1:15012 (TLS), HTTP 127.0.0.1:15014`);
   const children: Child[] = [];
   HOSTS.forEach((h, i) => {
     children.push(sup.start(`app-${h.host}`, process.execPath, [APP, h.app, '--version', h.version, '--port', String(LOOPBACK_APP_PORT(i)), '--host', '127.0.0.1'], {
@@ -147,7 +152,7 @@ async function startLoopback(sup: Supervisor, opts: Options, signal: AbortSignal
   const gateway = sup.start('ingressgateway', process.execPath, [
     PROXY_BIN, '--mode', 'gateway', '--xds-address', '127.0.0.1:15010', '--xds-plaintext', '--sds-socket', '',
     '--namespace', 'default', '--workload-name', 'bookinfo-ingressgateway', '--labels', 'istio=ingressgateway',
-    '--ip', '127.0.0.1', '--concurrency', '1',
+    '--ip', '127.0.0.1', '--concurrency', '1', '--drain-time', '1',
   ]);
   children.push(gateway);
   await eventually('the ingress gateway to be ready (http://127.0.0.1:15021/healthz/ready)', async () => {
@@ -184,15 +189,17 @@ async function startNetns(sup: Supervisor, opts: Options, signal: AbortSignal): 
   await must('ip', ['addr', 'add', `${BRIDGE_IP}/24`, 'dev', BRIDGE]);
   await must('ip', ['link', 'set', BRIDGE, 'up']);
 
-  const configDir = writeConfig(sup.runDir, workloadEntries(HOSTS.map((h, i) => ({
+  // No WorkloadEntries: each agent registers its host from its WorkloadGroup when it connects (auto-registration),
+  // and the entry goes away 10 s after the agent does. --static-workloads writes them instead.
+  const configDir = writeConfig(sup.runDir, opts.staticWorkloads ? workloadEntries(HOSTS.map((h, i) => ({
     name: h.host, address: hostIp(i), app: h.app, version: h.version, serviceAccount: `bookinfo-${h.app}`,
-  }))));
+  }))) : '');
   await startControl(sup, configDir, `${BRIDGE_IP}:15012`, opts.timeoutMs, signal);
-  say(`trellis-control ready: xDS 127.0.0.1:15010 (plaintext) and ${BRIDGE_IP}:15012 (TLS, CA), HTTP 127.0.0.1:15014`);
+  say(`${elapsed()} trellis-control ready: xDS 127.0.0.1:15010 (plaintext) and ${BRIDGE_IP}:15012 (TLS, CA), HTTP 127.0.0.1:15014`);
 
   const children: Child[] = [];
-  // Namespaces, links and bundles one host after the other (cheap), then the processes of all hosts at once.
-  for (const [i, h] of HOSTS.entries()) {
+  // Namespaces, links, bundles and capture rules of all hosts at once, then their processes.
+  await Promise.all(HOSTS.map(async (h, i) => {
     const ns = `${PREFIX}-${h.host}`;
     const veth = `tdemo${i}`;
     sup.onCleanup(`delete network namespace ${ns}`, async () => {
@@ -226,7 +233,8 @@ async function startNetns(sup: Supervisor, opts: Options, signal: AbortSignal): 
     copyFileSync(join(bundle, 'root-cert.pem'), join(dir, 'root-cert.pem'));
     chmodSync(join(dir, 'root-cert.pem'), 0o644);
     await must('ip', ['netns', 'exec', ns, process.execPath, AGENT_BIN, 'iptables', 'install', '--inbound-ports', '9080'], { timeoutMs: 60_000 });
-  }
+  }));
+  say(`${elapsed()} hosts ready: namespaces, bundles, capture rules; starting agents, proxies and apps`);
   for (const [i, h] of HOSTS.entries()) {
     const ns = `${PREFIX}-${h.host}`;
     const dir = join(sup.runDir, h.host);
@@ -238,7 +246,7 @@ async function startNetns(sup: Supervisor, opts: Options, signal: AbortSignal): 
     children.push(sup.start(`proxy-${h.host}`, 'ip', ['netns', 'exec', ns, 'setpriv', '--reuid', '1337', '--regid', '1337', '--clear-groups',
       process.execPath, PROXY_BIN, '--xds-address', `${BRIDGE_IP}:15012`, '--xds-root-cert', join(dir, 'root-cert.pem'),
       '--sds-socket', join(dir, 'sds', 'socket'), '--namespace', 'default', '--workload-name', h.host,
-      '--service-account', `bookinfo-${h.app}`, '--labels', `app=${h.app},version=${h.version}`, '--ip', hostIp(i), '--concurrency', '1'],
+      '--service-account', `bookinfo-${h.app}`, '--labels', `app=${h.app},version=${h.version}`, '--ip', hostIp(i), '--concurrency', '1', '--drain-time', '1'],
     { env: { ...process.env, HOME: '/tmp' } }));
     children.push(sup.start(`app-${h.host}`, 'ip', ['netns', 'exec', ns, process.execPath, APP, h.app, '--version', h.version, '--port', '9080']));
   }
@@ -248,6 +256,7 @@ async function startNetns(sup: Supervisor, opts: Options, signal: AbortSignal): 
       return (await get(`http://${hostIp(i)}:15021/healthz/ready`)).status === 200;
     }, opts.timeoutMs, signal);
   }
+  say(`${elapsed()} every proxy ready (certificates from the agents, config from the control plane)`);
   const productPage = `http://${hostIp(0)}:9080/productpage`;
   const reviewsV1 = HOSTS.findIndex((h) => h.host === 'reviews-v1');
   return {
@@ -303,7 +312,7 @@ async function main(): Promise<number> {
     ]);
     if (started === null) return await signalled;
     const seen = await checkRouting(started.productPage, opts.timeoutMs, abort.signal);
-    say(`routing checked: no header → reviews ${seen.anonymous}, end-user: jason → reviews ${seen.jason}`);
+    say(`${elapsed()} routing checked: no header → reviews ${seen.anonymous}, end-user: jason → reviews ${seen.jason}`);
     say('');
     for (const line of started.tryLines) say(line);
     say('');

@@ -44,7 +44,9 @@ export class Supervisor {
   start(name: string, cmd: string, args: readonly string[], opts: SpawnOptions = {}): Child {
     const log = join(this.runDir, 'logs', `${name}.log`);
     const fd = openSync(log, 'a', 0o644);
-    const proc = spawn(cmd, args, { ...opts, stdio: ['ignore', fd, fd], detached: true });
+    // TRELLIS_DEMO_RUN marks the process as ours, so a later run ends only its own leftovers (pids get reused).
+    const env = { ...(opts.env ?? process.env), TRELLIS_DEMO_RUN: this.runDir };
+    const proc = spawn(cmd, args, { ...opts, env, stdio: ['ignore', fd, fd], detached: true });
     closeSync(fd);
     const exited = new Promise<void>((res) => {
       proc.once('exit', () => res());
@@ -100,6 +102,14 @@ function cmdlineOf(pid: number): string {
   }
 }
 
+function environOf(pid: number): string {
+  try {
+    return `\0${readFileSync(`/proc/${pid}/environ`, 'utf8')}`;
+  } catch {
+    return '';
+  }
+}
+
 /** True when a process with that pid exists and its command line contains `marker`. */
 export function aliveWith(pid: number, marker: string): boolean {
   return cmdlineOf(pid).includes(marker);
@@ -126,9 +136,8 @@ export async function removeLeftovers(say: (line: string) => void, lockFile: str
       for (const line of readFileSync(pidsFile, 'utf8').split('\n')) {
         const pid = Number(line.split(' ')[0]);
         if (!pid) continue;
-        const cmd = cmdlineOf(pid);
-        // Only our own children: they all name a file of this repository or the run directory.
-        if (cmd && (cmd.includes(dir) || cmd.includes('trellis-') || cmd.includes('bookinfo.mjs'))) {
+        // Only our own children: they carry TRELLIS_DEMO_RUN=<that run directory> in their environment.
+        if (environOf(pid).includes(`\0TRELLIS_DEMO_RUN=${dir}\0`)) {
           say(`leftover: stopping pid ${pid} (${line.split(' ')[1] ?? '?'})`);
           try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
         }

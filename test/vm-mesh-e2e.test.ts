@@ -16,7 +16,8 @@
  * Everything (processes, namespaces, /etc/netns entries, the temp dir) is removed in `after`, also on failure.
  */
 import { expect } from 'chai';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AGENT_BIN, CONTROL_BIN, CTL_BIN, ROOT } from './processes.js';
@@ -24,6 +25,7 @@ import { curlIn, inNs, must, mustInNs, Processes, run, tcpSegments, waitUntil, t
 
 const PROXY_BIN = join(ROOT, 'packages/proxy/bin/trellis-proxy.js');
 const NODE = process.execPath;
+const CAPTURE_HOOK = join(ROOT, 'deploy/systemd/trellis-capture');
 const PREFIX = `tvm${process.pid}`;
 const CTL = `${PREFIX}-ctl`;
 const CTL_IP = '10.211.0.1';
@@ -104,6 +106,9 @@ const APP = `require('http').createServer((q, s) => {
 
 function whyNot(): string | null {
   if (process.getuid?.() !== 0) return 'needs root (network namespaces, veth pairs, iptables, tcpdump)';
+  for (const tool of [['ip', 'netns', 'list'], ['iptables-save', '--version'], ['ip6tables-save', '--version'], ['tcpdump', '--version'], ['curl', '--version'], ['setpriv', '--version']]) {
+    try { execFileSync(tool[0]!, tool.slice(1), { stdio: 'ignore', timeout: 10_000 }); } catch { return `${tool[0]} is unavailable`; }
+  }
   return null;
 }
 
@@ -128,13 +133,19 @@ describe('VM mesh end to end: trellis-control + two VMs (agent, capture, DNS, pr
     return (body.services.find((s) => s.hostname === REVIEWS)?.endpoints ?? []).map((e) => e.address).sort();
   };
   const callReviews = () => curlIn(A.ns, `http://${REVIEWS}:9080/`);
+  /** What A sees, for a failure message: name resolution, its proxy's clusters and endpoints, the control plane's view. */
+  const diagnoseA = async (): Promise<string> => {
+    const parts: string[] = [];
+    const getent = await inNs(A.ns, ['getent', 'ahostsv4', REVIEWS]);
+    parts.push(`getent ahostsv4 ${REVIEWS} → ${getent.code}: ${getent.stdout.trim()}`);
+    parts.push(`A agent metrics:\n${(await curlIn(A.ns, 'http://127.0.0.1:15020/metrics')).body.split('\n').filter((l) => l.startsWith('trellis_agent')).join('\n')}`);
+    parts.push(`A proxy /clusters (reviews):\n${(await curlIn(A.ns, 'http://127.0.0.1:15000/clusters')).body.split('\n').filter((l) => l.includes('reviews')).join('\n')}`);
+    parts.push(`control /debug/syncz:\n${(await curlIn(CTL, 'http://127.0.0.1:15014/debug/syncz')).body.slice(0, 6000)}`);
+    return parts.join('\n');
+  };
 
   before(async function () {
     if (reason) { this.skip(); return; }
-    for (const tool of [['ip', 'netns', 'list'], ['iptables', '--version'], ['ip6tables', '--version'], ['tcpdump', '--version'], ['curl', '--version'], ['setpriv', '--version']]) {
-      const r = await run(tool[0]!, tool.slice(1));
-      if (r.code !== 0) { this.skip(); return; }
-    }
     dir = mkdtempSync(join(tmpdir(), 'trellis-vm-e2e-'));
     chmodSync(dir, 0o755);
     configDir = join(dir, 'config');
@@ -164,11 +175,10 @@ describe('VM mesh end to end: trellis-control + two VMs (agent, capture, DNS, pr
     }
 
     // The control plane and a server outside the mesh.
-    const control = procs.start('trellis-control', CTL, [NODE, CONTROL_BIN, '--config-dir', configDir, '--state-dir', join(dir, 'control-state'),
+    procs.start('trellis-control', CTL, [NODE, CONTROL_BIN, '--config-dir', configDir, '--state-dir', join(dir, 'control-state'),
       '--listen-xds', `${CTL_IP}:15012`, '--listen-http', '127.0.0.1:15014', '--workload-entry-grace', `${GRACE_S}s`]);
     procs.start('outside', CTL, [NODE, '-e', APP], { env: { APP_ANSWER: 'outside', APP_PORT: '8088', APP_HOST: CTL_IP } });
     await waitUntil('trellis-control /ready', async () => { procs.assertAlive(); return (await curlIn(CTL, 'http://127.0.0.1:15014/ready')).status === 200 || undefined; }, 30_000);
-    void control;
 
     // Bundles (trellisctl vm configure, against the control plane's HTTP port) and capture rules.
     await Promise.all(VMS.map(async (vm) => {
@@ -185,7 +195,8 @@ describe('VM mesh end to end: trellis-control + two VMs (agent, capture, DNS, pr
       // The proxy (uid 1337) reads the trust bundle; the bundle directory itself is 0700.
       copyFileSync(join(bundle, 'root-cert.pem'), join(vmDir, 'root-cert.pem'));
       chmodSync(join(vmDir, 'root-cert.pem'), 0o644);
-      await mustInNs(vm.ns, [NODE, AGENT_BIN, 'iptables', 'install'], 30_000);
+      // The agent unit's ExecStartPre.
+      await mustInNs(vm.ns, ['env', `TRELLIS_AGENT=${NODE} ${AGENT_BIN}`, CAPTURE_HOOK, 'install'], 30_000);
     }));
 
     for (const vm of VMS) {
@@ -200,6 +211,8 @@ describe('VM mesh end to end: trellis-control + two VMs (agent, capture, DNS, pr
         '--namespace', 'default', '--workload-name', `vm-${vm.key}`, '--service-account', vm.serviceAccount, '--labels', vm.labels,
         '--ip', vm.ip, '--concurrency', '1'], { env: { HOME: '/tmp' } }));
       if (vm.app) mine.push(procs.start(`app-${vm.key}`, vm.ns, [NODE, '-e', APP], { env: { APP_ANSWER: vm.app, APP_PORT: '9080', APP_HOST: '0.0.0.0' } }));
+      // A port no service declares: inbound capture still takes it, and the proxy passes it through to the app.
+      if (vm === B) mine.push(procs.start(`undeclared-${vm.key}`, vm.ns, [NODE, '-e', APP], { env: { APP_ANSWER: 'undeclared port on vm-b', APP_PORT: '8081', APP_HOST: '0.0.0.0' } }));
       vmProcs.set(vm.key, mine);
     }
     await Promise.all(VMS.map(async (vm) => {
@@ -213,12 +226,15 @@ describe('VM mesh end to end: trellis-control + two VMs (agent, capture, DNS, pr
     }, 20_000, 300);
 
     // Watch the wire between A and B from the bridge side of B's veth.
-    tcpdump = procs.start('tcpdump-vb', CTL, ['tcpdump', '-i', 'vb', '-U', '-n', '-s', '0', '-w', pcapFile(), 'tcp', 'and', 'host', A.ip, 'and', 'host', B.ip]);
+    tcpdump = procs.start('tcpdump-vb', CTL, ['tcpdump', '-i', 'vb', '--immediate-mode', '-U', '-n', '-s', '0', '-Z', 'root', '-w', pcapFile(), 'tcp']);
     await waitUntil('tcpdump to listen', async () => (tcpdump!.output().includes('listening on') ? true : undefined), 10_000, 100);
   });
 
   after(async function () {
-    this.timeout(60_000);
+    this.timeout(400_000);
+    // Debug aid: TRELLIS_VM_E2E_HOLD=SECONDS keeps everything running that long before the clean-up.
+    const hold = Number(process.env.TRELLIS_VM_E2E_HOLD ?? 0);
+    if (hold > 0) { process.stdout.write(`holding ${hold} s: namespaces ${[...created].join(' ')}, dir ${dir}\n`); await new Promise((r) => setTimeout(r, Math.min(hold, 300) * 1000)); }
     await procs.killAll();
     for (const ns of created) {
       const pids = await run('ip', ['netns', 'pids', ns]);
@@ -238,13 +254,20 @@ describe('VM mesh end to end: trellis-control + two VMs (agent, capture, DNS, pr
   const appRequests = (vm: Vm): Array<{ remote: string; line: string; headers: Record<string, string> }> =>
     (vmProcs.get(vm.key)!.find((p) => p.name === `app-${vm.key}`)!.output().match(/^REQ .*$/gm) ?? []).map((l) => JSON.parse(l.slice(4)) as { remote: string; line: string; headers: Record<string, string> });
 
-  it(reason ? `(skipped: ${reason})` : 'VM A calls http://reviews.default.svc.cluster.local:9080/ by name and gets VM B\'s answer', async () => {
+  it(reason ? `(skipped: ${reason})` : 'VM A calls http://reviews.default.svc.cluster.local:9080/ (and reviews, reviews.default) by name and gets VM B\'s answer', async () => {
     // The name table reaches A's DNS proxy shortly after its certificate; until then the name is forwarded (and fails).
+    let last = '';
     const r = await waitUntil('A\'s call to reviews by name', async () => {
       const res = await callReviews();
+      last = `${res.status} ${res.body} ${res.stderr}`;
       return res.status === 200 ? res : undefined;
-    }, 20_000, 300);
+    }, 20_000, 300).catch(async (err: Error) => { throw new Error(`${err.message}; last: ${last}\n${await diagnoseA()}`); });
     expect(r.body.trim()).to.equal(B.app);
+    // The short forms of the name in A's own namespace resolve too.
+    for (const name of ['reviews', 'reviews.default']) {
+      const short = await curlIn(A.ns, `http://${name}:9080/`);
+      expect(short.body.trim(), `${name}: ${short.status} ${short.stderr}`).to.equal(B.app);
+    }
   });
 
   it('VM B\'s application saw a plaintext HTTP request from its local proxy, carrying A\'s identity', () => {
@@ -257,6 +280,9 @@ describe('VM mesh end to end: trellis-control + two VMs (agent, capture, DNS, pr
   });
 
   it('the bytes between the namespaces were TLS: a TLS record first, never the HTTP request in plaintext', async () => {
+    // Packets reach the file as they arrive (--immediate-mode, -U); give the last ones a moment before stopping.
+    await waitUntil('packets in the capture file', async () => (statSync(pcapFile()).size > 24 ? true : undefined), 5000, 100);
+    await new Promise((r) => setTimeout(r, 300));
     await Processes.stop(tcpdump!, 'SIGINT');
     const segments = tcpSegments(readFileSync(pcapFile()));
     const toB = segments.filter((s) => s.src === A.ip && s.dst === B.ip);
@@ -293,13 +319,24 @@ describe('VM mesh end to end: trellis-control + two VMs (agent, capture, DNS, pr
     // The server answers from its own namespace, so a failure from A is the mesh's doing.
     expect((await curlIn(CTL, `http://${CTL_IP}:8088/`)).body.trim()).to.equal('outside');
     const refused = await curlIn(A.ns, `http://${CTL_IP}:8088/`);
+    process.stdout.write(`      (REGISTRY_ONLY: curl got ${refused.status === 0 ? refused.stderr.trim() : `HTTP ${refused.status}`})\n`);
     expect(refused.body.trim(), `REGISTRY_ONLY: ${refused.status}`).to.not.equal('outside');
+    expect(refused.status === 0 || refused.status >= 500, `REGISTRY_ONLY: ${refused.status} ${refused.body}`).to.equal(true);
     writeFileSync(join(configDir, 'mesh.yaml'), meshConfig('ALLOW_ANY'));
     const passed = await waitUntil('ALLOW_ANY to let the call pass', async () => {
       const r = await curlIn(A.ns, `http://${CTL_IP}:8088/`);
       return r.status === 200 ? r : undefined;
     }, 10_000, 200);
     expect(passed.body.trim()).to.equal('outside');
+  });
+
+  // Known bug (docs/vm-e2e.md): the proxy does not bind InboundPassthroughCluster connections to 127.0.0.6 (the
+  // control plane sends no upstream_bind_config and the proxy would not apply one), so B's proxy (uid 1337) connects
+  // to 10.211.0.11:8081 over lo, capture sends that back to 15006, and the connection loops until the client gives up.
+  it('a port no service declares on a mesh host is passed through to its application (InboundPassthroughCluster)', async function () {
+    if (process.env.TRELLIS_VM_E2E_KNOWN_BUGS !== '1') { this.skip(); return; }
+    const undeclared = await curlIn(A.ns, `http://${B.ip}:8081/`);
+    expect(undeclared.body.trim(), `${undeclared.status} ${undeclared.stderr}`).to.equal('undeclared port on vm-b');
   });
 
   it(`VM B killed: its auto-registered WorkloadEntry disappears after the grace period (${GRACE_S} s) and calls fail over to VM C`, async () => {
@@ -321,15 +358,18 @@ describe('VM mesh end to end: trellis-control + two VMs (agent, capture, DNS, pr
     }, 10_000, 200);
   });
 
-  it('`trellis-agent iptables uninstall` (the units\' ExecStopPost) removes every TRELLIS rule, IPv4 and IPv6', async () => {
-    for (const vm of VMS) {
-      const before = (await mustInNs(vm.ns, ['iptables-save'])).match(/TRELLIS/g)?.length ?? 0;
-      expect(before, `${vm.key}: rules installed`).to.be.greaterThan(0);
-      await mustInNs(vm.ns, [NODE, AGENT_BIN, 'iptables', 'uninstall'], 30_000);
+  it('the agent unit\'s ExecStopPost (`trellis-capture stop` → `trellis-agent iptables uninstall`) removes every TRELLIS rule, IPv4 and IPv6', async () => {
+    await Promise.all(VMS.map(async (vm) => {
+      for (const save of ['iptables-save', 'ip6tables-save']) {
+        const before = (await mustInNs(vm.ns, [save])).match(/TRELLIS/g)?.length ?? 0;
+        expect(before, `${vm.key}: ${save}: rules installed`).to.be.greaterThan(0);
+      }
+      // The agent unit's ExecStopPost (TRELLIS_CAPTURE_ON_STOP=remove, the default).
+      await mustInNs(vm.ns, ['env', `TRELLIS_AGENT=${NODE} ${AGENT_BIN}`, CAPTURE_HOOK, 'stop'], 30_000);
       for (const save of ['iptables-save', 'ip6tables-save']) {
         const text = await mustInNs(vm.ns, [save]);
         expect(text.match(/TRELLIS/g)?.length ?? 0, `${vm.key}: ${save}`).to.equal(0);
       }
-    }
+    }));
   });
 });

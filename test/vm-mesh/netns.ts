@@ -103,11 +103,11 @@ export async function waitUntil<T>(what: string, check: () => Promise<T | undefi
 }
 
 /** `curl` inside a namespace: status (0 when the connection failed) and body. */
-export async function curlIn(ns: string, url: string, maxSeconds = 5): Promise<{ status: number; body: string; code: number | null }> {
+export async function curlIn(ns: string, url: string, maxSeconds = 5): Promise<{ status: number; body: string; stderr: string; code: number | null }> {
   const r = await inNs(ns, ['curl', '-sS', '-m', String(maxSeconds), '-o', '-', '-w', '\n%{http_code}', url], (maxSeconds + 5) * 1000);
   const nl = r.stdout.lastIndexOf('\n');
   const status = Number(r.stdout.slice(nl + 1)) || 0;
-  return { status, body: nl >= 0 ? r.stdout.slice(0, nl) : '', code: r.code };
+  return { status, body: nl >= 0 ? r.stdout.slice(0, nl) : '', stderr: r.stderr, code: r.code };
 }
 
 /** One TCP segment with payload from a classic pcap file (Ethernet, IPv4). */

@@ -159,7 +159,8 @@ async function run(settings: ControlSettings, log: LogFn): Promise<() => Promise
     const authority = await CertificateAuthority.open({ stateDir: settings.stateDir, trustDomain: settings.trustDomain });
     const tokens = await JoinTokens.open({ stateDir: settings.stateDir });
     autoreg.useAuthority(authority);
-    const server = new grpc.Server();
+    // Keepalive pings notice a host that vanished without closing its streams (its WorkloadEntry's grace then runs).
+    const server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000 });
     ads.addTo(server);
     addCertificateService(server, {
       ca: authority, tokens, metrics: metrics.registry, authenticators: [registries.authenticator()],

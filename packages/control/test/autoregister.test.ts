@@ -178,3 +178,32 @@ describe('auto-registration: registry of connected workloads', () => {
     expect(held.size).to.equal(1);
   });
 });
+
+describe('auto-registration: the control plane service', () => {
+  it('declares its shard only with the first registration, refuses unauthenticated streams and counts it', async () => {
+    const { AutoRegistration } = await import('../src/autoregister/index.js');
+    const { Registry } = await import('prom-client');
+    const shards: string[] = [];
+    const applied: RegistryChange[] = [];
+    let fn: (() => void) | undefined;
+    const svc = new AutoRegistration({
+      aggregate: { addShard: (s: string) => { shards.push(s); }, apply: (_s: string, c: RegistryChange) => { applied.push(c); } },
+      snapshots: { current: { snapshot: { config: { workloadGroups: [GROUP] } } } as never, subscribe: (f) => { fn = f as () => void; return () => { fn = undefined; }; } },
+      graceMs: 1000,
+      log: () => {},
+    });
+    const metrics = new Registry();
+    svc.useMetrics(metrics);
+    expect(shards).to.deep.equal([]);
+    svc.streams.connected('c1', node(), {} as never); // no CA: every stream is unauthenticated
+    svc.streams.health('c1', { healthy: true });
+    await new Promise((r) => setImmediate(r));
+    expect(svc.registry.entries()).to.have.length(0);
+    expect(await metrics.getSingleMetricAsString('trellis_autoregistration_refused_total')).to.contain('reason="no-client-certificate"} 1');
+    expect(shards).to.deep.equal([]);
+    expect(fn).to.be.a('function');
+    svc.close();
+    expect(fn).to.equal(undefined);
+    expect(applied).to.have.length(0);
+  });
+});

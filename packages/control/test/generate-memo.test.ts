@@ -8,7 +8,7 @@ import { readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
-import { TYPE_SHORT_NAME } from '@trellis/api';
+import { TYPE_SHORT_NAME, TYPE_URL } from '@trellis/api';
 import { generators, memoizeGenerators } from '../src/generate/index.js';
 import type { ProxyNode } from '../src/snapshot/types.js';
 import { loadFixture, stableJson } from './golden/harness.js';
@@ -78,6 +78,18 @@ describe('generate: per-scope memo equals direct generation', () => {
     const twin: ProxyNode = Object.freeze({ ...base, id: `${base.id}-twin`, workloadName: 'twin', serviceAccount: 'other', labels: Object.freeze({ ...base.labels, unrelated: 'x' }) });
     const memo = memoizeGenerators(generators);
     for (const url of Object.keys(generators)) expect(memo[url](snapshot, twin), TYPE_SHORT_NAME[url] ?? url).to.equal(memo[url](snapshot, base));
+  });
+
+  it('shares LDS and CDS between replicas of one service (own IPs differ, ports the same)', () => {
+    const { snapshot, proxies } = loadFixture(join(goldenDir, 'bookinfo', 'input.yaml'));
+    const base = proxies[0];
+    const reviews = snapshot.services.find((m) => m.service.hostname.startsWith('reviews'))!;
+    const [r1, r2] = reviews.endpoints.map((w) => Object.freeze({ ...base, id: `sidecar~${w.address}~r`, ipAddresses: Object.freeze([w.address]), labels: Object.freeze({ app: 'reviews' }) }));
+    const memo = memoizeGenerators(generators);
+    for (const url of [TYPE_URL.listener, TYPE_URL.cluster]) {
+      expect(memo[url](snapshot, r1), TYPE_SHORT_NAME[url]).to.equal(memo[url](snapshot, r2));
+      expect(stableJson(memo[url](snapshot, r2))).to.equal(stableJson(generators[url as keyof typeof generators](snapshot, r2)));
+    }
   });
 
   it('leaves generators it does not know uncached', () => {

@@ -62,7 +62,7 @@ describe('registries: planning Registry resources', () => {
     const text = `apiVersion: trellis.dev/v1alpha1\nkind: MeshConfig\nmetadata: { name: mesh }\nspec: { trustDomain: example.org }\n---\n${reg('c', 'type: consul\naddress: http://x:8500')}`;
     const found = registryDeclarations('/etc/trellis/mesh.yaml', () => text);
     expect(found.map((r) => `${r.kind}/${r.metadata.name}`)).to.deep.equal(['Registry/c']);
-    expect(() => registryDeclarations('/m.yaml', () => `${reg('c', 'type: consul')}`)).to.throw(/m\.yaml:1: spec\.address: required field is missing/);
+    expect(() => registryDeclarations('/m.yaml', () => `${reg('c', 'type: consul')}`)).to.throw(/m\.yaml:4: spec\.address: required field is missing/);
   });
 
   it('refuses a shard id declared twice', () => {
@@ -163,6 +163,6 @@ describe('registries: aggregate ranks and analyze --control findings', () => {
     expect(f.map((x) => `${x.level} ${x.code} ${x.file} ${x.path}`)).to.deep.equal([
       'warning TRELLIS_A0201 live:consul:dc1 ', 'warning TRELLIS_A0202 live:consul:dc1 Service.Meta.protocol', 'warning TRELLIS_A0200 live:default/x.example.com ports',
     ]);
-    expect(f[2].message).to.equal('ports differ between registry shards: file:/c=[80] vs consul:dc1=[8080]; file:/c wins');
+    expect(f[2].message).to.equal('registry shards disagree on ports: file:/c=[80] vs consul:dc1=[8080]; file:/c wins');
   });
 });

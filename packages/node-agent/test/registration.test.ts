@@ -5,7 +5,7 @@ import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ProbeRunner, ProbeThresholds, parseLabels, parseProbe, probeOnce, readProbeFile, registrationNode, defaultWorkloadIp, type ProbeResult } from '../src/registration/index.js';
+import { ProbeRunner, ProbeThresholds, parseLabels, parseProbe, probeOnce, readProbeFile, registrationNode, defaultWorkloadIp, WorkloadRegistrar, type ProbeResult } from '../src/registration/index.js';
 
 async function listen(server: Server | ReturnType<typeof createTcpServer>): Promise<number> {
   server.listen(0, '127.0.0.1');
@@ -135,6 +135,20 @@ describe('registration: settings and bundle', () => {
     }
     expect(() => parseProbe({ httpGet: { port: 0 }, exec: { command: [] } }, 'p.json')).to.throw(/exactly one of/);
     expect(() => parseProbe({ tcpSocket: { port: 70000 }, periodSeconds: -1 }, 'p.json')).to.throw(/periodSeconds[\s\S]*tcpSocket\.port/);
+  });
+
+  it('registers only bundles naming a WorkloadGroup, and refuses a bad probe.json', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'trellis-registrar-'));
+    const logger = { info: () => {}, warn: () => {}, error: () => {} };
+    const mesh = { xdsAddress: 'h:1', trustDomain: 'cluster.local', namespace: 'shop', serviceAccount: 'billing', workloadGroup: '', clusterId: '', network: '' };
+    try {
+      const opts = { workloadIp: '10.0.0.1', locality: '', labels: '', logger };
+      expect(WorkloadRegistrar.create({ ...opts, bundle: { dir, rootCertsPem: '', mesh } })).to.equal(undefined);
+      writeFileSync(join(dir, 'probe.json'), JSON.stringify({ tcpSocket: {} }));
+      expect(() => WorkloadRegistrar.create({ ...opts, bundle: { dir, rootCertsPem: '', mesh: { ...mesh, workloadGroup: 'g' } } })).to.throw(/probe\.json: tcpSocket\.port/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('builds the registration node with Istio metadata keys', () => {

@@ -27,7 +27,7 @@ export function liveFindings(conflicts: readonly LiveConflict[], shards: readonl
   for (const c of conflicts) {
     out.push({
       ...CODES.registryConflict, file: `live:${c.namespace}/${c.hostname}`, line: 0, path: c.field,
-      message: `${c.field} differ between registry shards: ${c.values.map((v) => `${v.shard}=${JSON.stringify(v.value)}`).join(' vs ')}; ${c.winner} wins`,
+      message: `registry shards disagree on ${c.field}: ${c.values.map((v) => `${v.shard}=${JSON.stringify(v.value)}`).join(' vs ')}; ${c.winner} wins`,
     });
   }
   for (const s of shards) {

@@ -6,6 +6,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
+import type { RegistryChange } from '@trellis/model';
 import type { Aggregate } from '../aggregate/aggregate.js';
 import { peerCertificateAuthenticator, type Authenticator, type CertificateAuthority } from '../ca/index.js';
 import type { HttpRoute } from '../http/server.js';
@@ -29,33 +30,53 @@ export class AutoRegistration {
   readonly streams: StreamObserver;
   readonly routes: HttpRoute[];
   #authenticator: Authenticator | undefined;
-  readonly #pending = new Set<string>();
+  /** Streams whose certificate is being checked, with the last health report that arrived meanwhile. */
+  readonly #pending = new Map<string, { report?: { readonly healthy: boolean; readonly message?: string } }>();
   readonly #unsubscribe: () => void;
   #metrics: AutoRegistrationMetrics | undefined;
 
   constructor(o: AutoRegistrationOptions) {
     const group = (namespace: string, name: string): GroupLike | undefined =>
       o.snapshots.current?.snapshot.config.workloadGroups.find((g) => g.metadata.namespace === namespace && g.metadata.name === name);
-    o.aggregate.addShard(SHARD, 'control');
+    // The shard is declared with the first registration, so a control plane without VMs lists no extra shard.
+    let initial: RegistryChange | undefined;
+    let declared = false;
+    const sink = (c: RegistryChange): void => {
+      if (!declared && c.type === 'snapshot') { initial = c; return; }
+      if (!declared) {
+        declared = true;
+        o.aggregate.addShard(SHARD, 'control');
+        if (initial) o.aggregate.apply(SHARD, initial);
+      }
+      o.aggregate.apply(SHARD, c);
+    };
     this.registry = new WorkloadAutoRegistry({
-      sink: (c) => o.aggregate.apply(SHARD, c), group, graceMs: o.graceMs, log: o.log, onRefused: (r) => this.#metrics?.refused(r),
+      sink, group, graceMs: o.graceMs, log: o.log, onRefused: (r) => this.#metrics?.refused(r),
     });
     this.#unsubscribe = o.snapshots.subscribe(() => this.registry.refresh());
     this.routes = workloadGroupRoutes(group);
     this.streams = {
       connected: (connection, node, stream) => {
         if (typeof node.metadata.WORKLOAD_GROUP !== 'string') return;
-        this.#pending.add(connection);
+        this.#pending.set(connection, {});
         void this.#identity(stream).then((identity) => {
           // The stream may have ended while its certificate was being checked.
-          if (this.#pending.delete(connection)) this.registry.connect(connection, node, identity);
+          const pending = this.#pending.get(connection);
+          if (!pending) return;
+          this.#pending.delete(connection);
+          this.registry.connect(connection, node, identity);
+          if (pending.report) this.registry.health(connection, pending.report);
         });
       },
       disconnected: (connection) => {
         this.#pending.delete(connection);
         this.registry.disconnect(connection);
       },
-      health: (connection, report) => this.registry.health(connection, report),
+      health: (connection, report) => {
+        const pending = this.#pending.get(connection);
+        if (pending) pending.report = report;
+        else this.registry.health(connection, report);
+      },
     };
   }
 

@@ -9,6 +9,7 @@ import { generateEndpoints } from './endpoints.js';
 import { generateListeners } from './listeners/index.js';
 import { generateNameTable } from './name-table.js';
 import { generateRoutes } from './routes.js';
+import { ownWorkloadPorts } from './workload.js';
 import { ScopeKeys, type ScopedType } from '../snapshot/scope-key.js';
 
 export type GeneratedTypeUrl =
@@ -56,7 +57,8 @@ const SCOPED: Readonly<Record<GeneratedTypeUrl, ScopedType>> = Object.freeze({
  * (tests pass their own) are called as they are. Results are held weakly by their snapshot.
  */
 export function memoizeGenerators(given: Readonly<Record<string, Generator>>): Readonly<Record<string, Generator>> {
-  const keys = new ScopeKeys();
+  // Inbound listener chains and inbound clusters read only (port, protocol) of the proxy's own workload ports.
+  const keys = new ScopeKeys((snapshot, proxy) => ownWorkloadPorts(snapshot, proxy).map((p) => `${p.port}/${p.protocol}`).join(','));
   const out: Record<string, Generator> = {};
   for (const [url, gen] of Object.entries(given)) {
     const scoped = (SCOPED as Record<string, ScopedType | undefined>)[url];

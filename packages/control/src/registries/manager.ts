@@ -9,8 +9,7 @@
  * named after the resource (`registry:<ns>/<name>`) with the error, so `trellisctl registry status` shows it.
  */
 import type { Resource } from '@trellis/model';
-// The CA's own error class (from @trellis/api), so its refusal mapping sees the code unwrapped.
-import { TrellisError } from '@trellis/api';
+import { TrellisError } from '@trellis/model';
 import type { TokenReviewer } from '@trellis/registry-adapters/kubernetes';
 import type { Aggregate } from '../aggregate/aggregate.js';
 import { JOIN_TOKEN_PREFIX } from '../ca/join-tokens.js';
@@ -89,6 +88,11 @@ export class RegistryManager {
 
   #start(plan: AdapterPlan): void {
     const agg = this.#o.aggregate;
+    if (agg.shards().some((s) => s.shard === plan.shard)) {
+      // Another source (e.g. `--config-dir` itself as a `file` Registry) already feeds this shard: never take it over.
+      this.#o.log?.('warn', 'registry not started', { shard: plan.shard, declaredBy: plan.declaredBy, error: 'the shard is already fed by another source' });
+      return;
+    }
     let adapter;
     try {
       adapter = plan.create();

@@ -11,6 +11,9 @@
  *   service selector key is kept, a superset of what can be tested, so the projection is exact;
  * - LDS and CDS (inbound listener and clusters): the proxy's own endpoints, i.e. for each service which endpoint is
  *   the first with one of the proxy's IP addresses (`workload.ts` `ownServices`), as (service index, endpoint index);
+ *   or, when the caller supplies `ownPorts`, what the generators take from them: the (port, protocol) list of
+ *   `ownWorkloadPorts` (inbound listener chains and inbound clusters read nothing else of a proxy's own workload),
+ *   so the replicas of one service, each with its own IP, still share one scope;
  * - EDS: `network` (endpoint filtering) and `locality` (failover priorities).
  *
  * Two proxies with equal keys for a type get byte-identical resources of that type from the same snapshot; the
@@ -25,12 +28,23 @@ interface SnapshotScope {
   readonly labelKeys: ReadonlySet<string>;
   /** address → [(service index, index of the first endpoint with that address in the service)]. */
   byAddress?: Map<string, [number, number][]>;
+  /** (own endpoints, namespace, labels) → `ownPorts` of a proxy with them. */
+  ports?: Map<string, string>;
 }
 
 /** Per-snapshot data the keys are computed from; weakly held, so it goes with its snapshot. */
 export class ScopeKeys {
   readonly #scopes = new WeakMap<Snapshot, SnapshotScope>();
   readonly #configKeys = new WeakMap<ConfigIndex, ReadonlySet<string>>();
+  readonly #ownPorts: ((snapshot: Snapshot, proxy: ProxyNode) => string) | undefined;
+
+  /**
+   * `ownPorts`, when given, must be a function of the proxy's own endpoints, namespace and labels only (it is
+   * computed once per distinct combination) that says all LDS and CDS read of the proxy's own workload.
+   */
+  constructor(ownPorts?: (snapshot: Snapshot, proxy: ProxyNode) => string) {
+    this.#ownPorts = ownPorts;
+  }
 
   /** The scope key of `proxy` for a generator of `type`, valid for `snapshot` only. */
   key(snapshot: Snapshot, proxy: ProxyNode, type: ScopedType): string {
@@ -39,7 +53,17 @@ export class ScopeKeys {
     for (const k of Object.keys(proxy.labels).sort()) if (scope.labelKeys.has(k)) labels.push(k, proxy.labels[k]);
     const parts: unknown[] = [proxy.type, proxy.namespace, labels];
     if (type === 'endpoint') parts.push(proxy.network, proxy.locality);
-    if (type === 'listener' || type === 'cluster') parts.push(this.#own(snapshot, scope, proxy));
+    if (type === 'listener' || type === 'cluster') {
+      const own = this.#own(snapshot, scope, proxy);
+      if (this.#ownPorts === undefined) parts.push(own);
+      else {
+        const k = JSON.stringify([own, proxy.namespace, Object.entries(proxy.labels).sort()]);
+        scope.ports ??= new Map();
+        let ports = scope.ports.get(k);
+        if (ports === undefined) scope.ports.set(k, (ports = this.#ownPorts(snapshot, proxy)));
+        parts.push(ports);
+      }
+    }
     return JSON.stringify(parts);
   }
 

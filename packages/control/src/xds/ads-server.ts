@@ -11,7 +11,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
-import { encodeAny, grpcService, TYPE_SHORT_NAME, TYPE_URL } from '@trellis/api';
+import { encodeAny, encodeMessage, grpcService, TYPE_SHORT_NAME, TYPE_URL } from '@trellis/api';
 import type { GeneratedResource, Generator, ProxyNode, Snapshot } from '../snapshot/types.js';
 import { endpointOnlyDelta, type EndpointOnlyDelta } from '../snapshot/delta.js';
 import { memoizeGenerators } from '../generate/index.js';
@@ -20,7 +20,12 @@ import { parseNode, type WireNode } from './node.js';
 
 /** The order types are pushed in, so clusters precede their endpoints and listeners their routes (Envoy warming). */
 const PUSH_ORDER: readonly string[] = [TYPE_URL.cluster, TYPE_URL.endpoint, TYPE_URL.listener, TYPE_URL.route];
-const WILDCARD_TYPES = new Set<string>([TYPE_URL.listener, TYPE_URL.cluster]);
+/** Empty `resource_names` means every resource for these (the name table too: the agent asks for it as Istio's does). */
+const WILDCARD_TYPES = new Set<string>([TYPE_URL.listener, TYPE_URL.cluster, TYPE_URL.nameTable]);
+const DISCOVERY_RESPONSE = 'type.googleapis.com/envoy.service.discovery.v3.DiscoveryResponse';
+/** Responses queued on one stream (not yet taken by HTTP/2) beyond which snapshot pushes to it wait (see #written). */
+const MAX_QUEUED = 8;
+const MAX_INFLIGHT_BYTES = 64 * 1024 * 1024;
 
 export type SyncState = 'SYNCED' | 'NOT SENT' | 'STALE' | 'NACKED';
 
@@ -46,6 +51,8 @@ interface TypeState {
   nack?: Nack;
   /** Resources sent, name → hash. */
   sent?: ReadonlyMap<string, string>;
+  /** A push of this type waits for the in-flight budget; `true` when it answers a request (sent even if unchanged). */
+  waiting?: boolean;
   /** Resources sent, name → encoding (shared with other proxies through the content cache). */
   sentResources?: ReadonlyMap<string, Encoded>;
   /** The snapshot whose generation `sentResources` equals (for endpoint-only steps). */
@@ -76,10 +83,14 @@ interface Connection {
   node?: ProxyNode;
   readonly types: Map<string, TypeState>;
   nonceCounter: number;
-  /** `write()` returned false: no pushes until 'drain' (then the latest state is pushed), so memory stays bounded. */
+  /** Its responses queue up (client not reading): snapshot pushes wait until they drain (see #written). */
   blocked?: boolean;
   /** A push was skipped while blocked. */
   behind?: boolean;
+  /** Bytes written to this stream and not yet taken by HTTP/2 (counted in the server's in-flight total). */
+  inflight?: number;
+  /** The stream ended: later write callbacks release nothing. */
+  released?: boolean;
 }
 
 export interface TypeSync {
@@ -130,6 +141,11 @@ export interface AdsServerOptions {
   /** Identifies this control plane in responses (`control_plane.identifier`). */
   readonly identifier: string;
   readonly streams?: StreamObserver;
+  /**
+   * Response bytes all streams may have written and HTTP/2 not yet taken (clients not reading fast enough) before
+   * further responses wait; default 64 MiB. Bounds memory when a thousand proxies ask at once.
+   */
+  readonly maxInflightBytes?: number;
   readonly now?: () => Date;
   readonly log?: (level: 'debug' | 'info' | 'warn' | 'error', event: string, fields: Record<string, unknown>) => void;
 }
@@ -162,6 +178,12 @@ export class AdsServer {
   #partials = new WeakMap<Selection, WeakMap<readonly GeneratedResource[], WeakMap<readonly GeneratedResource[], Map<Set<string> | 'wildcard', Selection>>>>();
   /** Snapshots reduced to the services of an endpoint-only step, so every proxy's generator call hits the memo. */
   #reduced = new WeakMap<Snapshot, WeakMap<ReadonlySet<string>, Snapshot>>();
+  /** Response bytes written and not yet taken by HTTP/2, over all streams (see #track). */
+  #inflight = 0;
+  /** Connections with a push waiting for the in-flight budget, in arrival order. */
+  readonly #waiting = new Set<Connection>();
+  /** Encoded `resources` fields by selection (see #frame). */
+  #bodies = new WeakMap<Selection, Uint8Array>();
   /** Subscriptions by content: connections asking for the same names share one set (and selections). */
   #names = new Map<string, Set<string>>();
 
@@ -172,7 +194,13 @@ export class AdsServer {
 
   /** Adds the ADS service to a gRPC server (plaintext or TLS: the caller chooses the credentials). */
   addTo(server: grpc.Server): void {
-    const service = grpcService('envoy.service.discovery.v3.AggregatedDiscoveryService').service;
+    const definition = grpcService('envoy.service.discovery.v3.AggregatedDiscoveryService').service;
+    // Responses may be written pre-encoded (a Buffer, see #frame); anything else goes through the usual serializer.
+    const sotw = definition.StreamAggregatedResources;
+    const service: grpc.ServiceDefinition = {
+      ...definition,
+      StreamAggregatedResources: { ...sotw, responseSerialize: (v: unknown) => (Buffer.isBuffer(v) ? v : sotw.responseSerialize(v)) },
+    };
     server.addService(service, {
       StreamAggregatedResources: (stream: grpc.ServerDuplexStream<DiscoveryRequest, unknown>) => this.#onStream(stream),
       DeltaAggregatedResources: (stream: grpc.ServerDuplexStream<unknown, unknown>) => {
@@ -258,7 +286,7 @@ export class AdsServer {
     }
     const names = req.resource_names ?? [];
     const wanted: TypeState['names'] =
-      names.includes('*') || (names.length === 0 && WILDCARD_TYPES.has(type)) ? 'wildcard' : this.#intern(names);
+      names.includes('*') || (names.length === 0 && WILDCARD_TYPES.has(type)) ? 'wildcard' : this.#intern(names, conn.types.get(type)?.names);
     let ts = conn.types.get(type);
     const initial = ts === undefined || !req.response_nonce;
     if (!ts) conn.types.set(type, (ts = { names: wanted }));
@@ -350,24 +378,16 @@ export class AdsServer {
       return;
     }
     if (!force && ts.nack && ts.nack.version === version) return;
-    const nonce = `${conn.id}-${++conn.nonceCounter}`;
-    const accepted = conn.stream.write({
-      version_info: version,
-      resources: sel.anys,
-      type_url: type,
-      nonce,
-      control_plane: { identifier: this.#o.identifier },
-    });
-    if (accepted === false && !conn.blocked) {
-      conn.blocked = true;
-      conn.stream.once('drain', () => {
-        conn.blocked = false;
-        if (conn.behind && !this.#closed && this.#conns.has(conn.id)) {
-          conn.behind = false;
-          this.#pushConnection(conn, false);
-        }
-      });
+    if (this.#inflight >= (this.#o.maxInflightBytes ?? MAX_INFLIGHT_BYTES)) {
+      ts.waiting = ts.waiting === true || force;
+      this.#waiting.add(conn);
+      return;
     }
+    const nonce = `${conn.id}-${++conn.nonceCounter}`;
+    const frame = this.#frame(sel, { version_info: version, type_url: type, nonce, control_plane: { identifier: this.#o.identifier } });
+    this.#track(conn, frame.length);
+    const accepted = conn.stream.write(frame, () => this.#written(conn, frame.length));
+    if (accepted === false || conn.stream.writableLength >= MAX_QUEUED) conn.blocked = true;
     ts.sentVersion = version;
     ts.sentNonce = nonce;
     ts.sentAt = this.#now().toISOString();
@@ -379,12 +399,82 @@ export class AdsServer {
     XDS_CHANNELS.push.publish({ proxy: node.id, type, version, resources: sel.anys.length, ms: performance.now() - started });
   }
 
+  /**
+   * A response left the stream's buffer. A blocked connection (a client not reading: responses queue up) gets no
+   * pushes until its buffer is empty; then it gets one push of the current state, so a slow client costs at most
+   * MAX_QUEUED responses of memory, never one per snapshot.
+   */
+  #written(conn: Connection, bytes: number): void {
+    if (!conn.released) {
+      conn.inflight = (conn.inflight ?? 0) - bytes;
+      this.#inflight -= bytes;
+      this.#resume();
+    }
+    if (!conn.blocked || conn.stream.writableLength > 0) return;
+    conn.blocked = false;
+    if (conn.behind && !this.#closed && this.#conns.has(conn.id)) {
+      conn.behind = false;
+      this.#pushConnection(conn, false);
+    }
+  }
+
+  /** Counts bytes written to a stream until HTTP/2 takes them; a stream that ends gives its share back at once. */
+  #track(conn: Connection, bytes: number): void {
+    if (conn.inflight === undefined) {
+      conn.inflight = 0;
+      const release = (): void => {
+        if (conn.released) return;
+        conn.released = true;
+        this.#inflight -= conn.inflight ?? 0;
+        conn.inflight = 0;
+        this.#waiting.delete(conn);
+        this.#resume();
+      };
+      for (const event of ['close', 'error', 'cancelled', 'finish']) conn.stream.once(event, release);
+    }
+    conn.inflight += bytes;
+    this.#inflight += bytes;
+  }
+
+  /** Sends what waited for the in-flight budget, connection by connection, while the budget allows. */
+  #resume(): void {
+    const budget = this.#o.maxInflightBytes ?? MAX_INFLIGHT_BYTES;
+    for (const conn of this.#waiting) {
+      if (this.#inflight >= budget || this.#closed) return;
+      this.#waiting.delete(conn);
+      if (!this.#conns.has(conn.id)) continue;
+      for (const t of [...conn.types.keys()].sort((a, b) => order(a) - order(b))) {
+        const ts = conn.types.get(t)!;
+        if (ts.waiting === undefined) continue;
+        const force = ts.waiting;
+        ts.waiting = undefined;
+        if (force) this.#pushType(conn, t, ts, true);
+      }
+      this.#pushConnection(conn, false);
+    }
+  }
+
   #generator(type: string): Generator | undefined {
     const raw = this.#o.generators[type];
     if (raw === undefined) return undefined;
     let g = this.#gens.get(type);
     if (g === undefined || g.raw !== raw) this.#gens.set(type, (g = { raw, memo: memoizeGenerators({ [type]: raw })[type] }));
     return g.memo;
+  }
+
+  /**
+   * A DiscoveryResponse as bytes: the `resources` field of a selection is encoded once and shared by every proxy it
+   * goes to; only the small per-response fields (version, type, nonce, identifier) are encoded per write. Protobuf
+   * decoders accept fields in any order, and concatenated encodings are one message with the fields of both.
+   */
+  #frame(sel: Selection, head: Record<string, unknown>): Buffer {
+    let body = this.#bodies.get(sel);
+    if (body === undefined) {
+      body = encodeMessage(DISCOVERY_RESPONSE, { resources: sel.anys });
+      this.#bodies.set(sel, body);
+    }
+    const top = encodeMessage(DISCOVERY_RESPONSE, head);
+    return Buffer.concat([top, body], top.length + body.length);
   }
 
   /** The resources of `generated` a subscription selects, encoded, hashed and versioned (memoised). */
@@ -483,7 +573,9 @@ export class AdsServer {
   }
 
   /** One set per distinct subscription (never mutated once made). */
-  #intern(names: readonly string[]): Set<string> {
+  #intern(names: readonly string[], current?: TypeState['names']): Set<string> {
+    // An ACK repeats the subscription: keep the set without sorting a thousand names again.
+    if (current instanceof Set && current.size === names.length && names.every((n) => current.has(n))) return current;
     const key = [...new Set(names)].sort().join('\n');
     let set = this.#names.get(key);
     if (!set) {

@@ -65,16 +65,23 @@ export class WorkloadRegistrar {
   #current: { stream: RegistrationStream; controller: AbortController } | undefined;
   #health: ProbeResult | undefined;
 
-  /** Undefined when the bundle names no WorkloadGroup (nothing to register). Throws TRELLIS_ERR_CONFIG on bad settings. */
+  /**
+   * Undefined when there is nothing to register: the bundle names no WorkloadGroup, or no address was given and the
+   * host has no non-loopback IPv4 address (logged; the agent's other duties go on). Throws TRELLIS_ERR_CONFIG on
+   * bad settings or a bad probe.json.
+   */
   static create(options: RegistrarOptions): WorkloadRegistrar | undefined {
     if (!options.bundle.mesh.workloadGroup) return undefined;
-    return new WorkloadRegistrar(options);
+    const ip = options.workloadIp || defaultWorkloadIp();
+    if (!ip) {
+      options.logger.warn('auto-registration off: the host has no non-loopback IPv4 address; set --workload-ip', { workloadGroup: options.bundle.mesh.workloadGroup });
+      return undefined;
+    }
+    return new WorkloadRegistrar(options, ip);
   }
 
-  private constructor(options: RegistrarOptions) {
+  private constructor(options: RegistrarOptions, ip: string) {
     this.#o = options;
-    const ip = options.workloadIp || defaultWorkloadIp();
-    if (!ip) throw new TrellisError('TRELLIS_ERR_CONFIG', '--workload-ip: the host has no non-loopback IPv4 address; set one');
     if (options.locality.split('/').length > 3) throw new TrellisError('TRELLIS_ERR_CONFIG', `--locality: "${options.locality}" is not region/zone/subzone`);
     this.#probe = readProbeFile(options.bundle.dir);
     this.#node = registrationNode(options.bundle, ip, options.locality, parseLabels(options.labels, '--workload-labels'));

@@ -208,7 +208,8 @@ function viaH1(ctx: HttpContext, pool: Dispatcher, _host: Host, withBody: boolea
       applyResponseHeaderOps(ctx, out);
       const gs = raw['grpc-status'];
       if (gs !== undefined) ctx.grpcStatus = String(gs);
-      writeResponseHead(ctx, status, out);
+      // A Content-Length response from an HTTP/1.1 upstream cannot carry trailers.
+      writeResponseHead(ctx, status, out, raw['content-length'] !== undefined && raw['transfer-encoding'] === undefined);
     },
     onResponseData(c, chunk) {
       ctx.responseBytes += chunk.length;
@@ -258,14 +259,23 @@ function viaH2(ctx: HttpContext, session: http2.ClientHttp2Session, tls: boolean
     applyResponseHeaderOps(ctx, out);
     if (raw['grpc-status'] !== undefined) ctx.grpcStatus = String(raw['grpc-status']);
     writeResponseHead(ctx, status, out);
+    if (early) { const held = early; early = null; for (const c of held) forward(c); }
   });
-  stream.on('data', (chunk: Buffer) => {
-    if (settled) return;
+  // Node's HTTP/2 client emits 'response' on the next tick but DATA read in the same chunk synchronously, so the
+  // body of a small response can come before its head: hold it until the head is written (writing it first would
+  // send an implicit 200 head, and the real head would find the response started; the request then ended as UC).
+  let early: Buffer[] | null = null;
+  const forward = (chunk: Buffer) => {
     ctx.responseBytes += chunk.length;
     if (!(ctx.res as NodeJS.WritableStream).write(chunk)) {
       stream.pause();
       ctx.res.once('drain', () => stream.resume());
     }
+  };
+  stream.on('data', (chunk: Buffer) => {
+    if (settled) return;
+    if (!started) { (early ??= []).push(chunk); return; }
+    forward(chunk);
   });
   stream.on('trailers', (t) => {
     if (t['grpc-status'] !== undefined) ctx.grpcStatus = String(t['grpc-status']);
@@ -291,7 +301,26 @@ function viaH2(ctx: HttpContext, session: http2.ClientHttp2Session, tls: boolean
  * downstream as headers plus trailers: Node's compat response always ends with a DATA frame, after which a
  * client would find no status.
  */
-function writeResponseHead(ctx: HttpContext, status: number, out: Record<string, string | string[]>): void {
+function writeResponseHead(ctx: HttpContext, status: number, out: Record<string, string | string[]>, noTrailers = false): void {
+  if (ctx.h2 && noTrailers && out['grpc-status'] === undefined && status !== 204 && status !== 205 && status !== 304 && ctx.method !== 'HEAD'
+    && !String(out['content-type'] ?? '').startsWith('application/grpc')) {
+    // Respond on the stream itself: the compat response's writeHead always asks for trailers (`waitForTrailers`),
+    // which sends END_STREAM as a separate empty DATA frame after the body, one more TLS record and write per
+    // response and one more read (and a WINDOW_UPDATE) at the peer. Without it, the last DATA frame carries
+    // END_STREAM. Status, headersSent, 'finish' and 'close' of the compat response stay as they were.
+    const res = ctx.res as http2.Http2ServerResponse;
+    const stream = res.stream;
+    if (stream && !stream.headersSent && !stream.destroyed) {
+      res.statusCode = status;
+      const h: http2.OutgoingHttpHeaders = { ...out, ':status': status };
+      try {
+        stream.respond(h);
+        return;
+      } catch {
+        // invalid header for HTTP/2: let the compat path answer as before
+      }
+    }
+  }
   if (ctx.h2 && out['grpc-status'] !== undefined) {
     const trailers: Record<string, string> = { 'grpc-status': String(out['grpc-status']) };
     if (out['grpc-message'] !== undefined) trailers['grpc-message'] = String(out['grpc-message']);
@@ -340,3 +369,4 @@ function viaUpgrade(ctx: HttpContext, host: Host, rt: ClusterRuntime, finish: (o
     up.socket.on('close', end);
   });
 }
+

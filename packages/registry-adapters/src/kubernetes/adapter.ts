@@ -6,10 +6,10 @@
  * refer to it; a Node → every Service. The first snapshot is yielded once all four collections are listed.
  */
 import type { RegistryAdapter, RegistryChange, SourceKind } from '@trellis/model';
-import { setMaxListeners } from 'node:events';
-import { childSignal, systemClock, type BackoffOptions, type Clock } from '../runtime.js';
+import { systemClock, type BackoffOptions, type Clock } from '../runtime.js';
 import { ShardPublisher } from '../shard-publisher.js';
-import { KubeHttpClient, inClusterConnection, loadKubeconfig, type KubeConnection } from './client.js';
+import type { KubeConnection, KubeHttpClient } from './client.js';
+import { openWatchClient } from './watch-client.js';
 import {
   SERVICE_NAME_LABEL,
   convertKubernetesService,
@@ -68,29 +68,11 @@ export class KubernetesAdapter implements RegistryAdapter {
     this.clock = options.clock ?? systemClock;
   }
 
-  private connection(): KubeConnection {
-    if (this.options.connection) return this.options.connection;
-    if (this.options.kubeconfig) return loadKubeconfig(this.options.kubeconfig, this.options.context);
-    return inClusterConnection();
-  }
-
   watch(signal: AbortSignal): AsyncIterable<RegistryChange> {
     const publisher = new ShardPublisher('kubernetes', this.shard, this.clock);
-    let client: KubeHttpClient;
-    try {
-      client = new KubeHttpClient(this.connection());
-    } catch (err) {
-      publisher.fail(err);
-      return publisher.changes(signal);
-    }
-    // Every list-watch loop listens on this signal (requests, sleeps): more than Node's default warning limit.
-    const root = childSignal(signal);
-    setMaxListeners(0, root.signal);
-    root.signal.addEventListener('abort', () => {
-      client.close();
-      root.dispose();
-    }, { once: true });
-    this.run(client, publisher, root.signal);
+    const opened = openWatchClient(this.options, publisher, signal);
+    if (!opened) return publisher.changes(signal);
+    this.run(opened.client, publisher, opened.signal);
     return publisher.changes(signal);
   }
 

@@ -9,10 +9,10 @@
  */
 import type { Kind, Problem, RegistryAdapter, RegistryChange, Resource, SourceKind } from '@trellis/model';
 import { convertToHub, decodeResource } from '@trellis/model';
-import { setMaxListeners } from 'node:events';
-import { childSignal, systemClock, type BackoffOptions, type Clock } from '../runtime.js';
+import { systemClock, type BackoffOptions, type Clock } from '../runtime.js';
 import { ShardPublisher } from '../shard-publisher.js';
-import { KubeHttpClient, inClusterConnection, loadKubeconfig, type KubeConnection } from './client.js';
+import type { KubeConnection, KubeHttpClient } from './client.js';
+import { openWatchClient } from './watch-client.js';
 import type { KubeObject } from './convert.js';
 import { listWatch } from './list-watch.js';
 
@@ -62,21 +62,9 @@ export class IstioConfigSource implements RegistryAdapter {
 
   watch(signal: AbortSignal): AsyncIterable<RegistryChange> {
     const publisher = new ShardPublisher('kubernetes', this.shard, this.clock);
-    let client: KubeHttpClient;
-    try {
-      const o = this.options;
-      client = new KubeHttpClient(o.connection ?? (o.kubeconfig ? loadKubeconfig(o.kubeconfig, o.context) : inClusterConnection()));
-    } catch (err) {
-      publisher.fail(err);
-      return publisher.changes(signal);
-    }
-    // Every list-watch loop listens on this signal (requests, sleeps): more than Node's default warning limit.
-    const root = childSignal(signal);
-    setMaxListeners(0, root.signal);
-    root.signal.addEventListener('abort', () => {
-      client.close();
-      root.dispose();
-    }, { once: true });
+    const opened = openWatchClient(this.options, publisher, signal);
+    if (!opened) return publisher.changes(signal);
+    const { client } = opened;
     const kinds = (this.options.kinds ?? (Object.keys(ISTIO_CRD_PATHS) as Kind[])).filter((k) => ISTIO_CRD_PATHS[k]);
     const listed = new Set<Kind>();
     const failing = new Set<Kind>();
@@ -143,7 +131,7 @@ export class IstioConfigSource implements RegistryAdapter {
           random: this.options.random,
           missingRetryMs: this.options.missingCrdRetryMs ?? 60_000,
         },
-        root.signal,
+        opened.signal,
       ).catch((err: unknown) => publisher.fail(err));
     }
     return publisher.changes(signal);

@@ -75,13 +75,21 @@ export class Proxy {
       principal: o.namespace && o.serviceAccount ? `spiffe://${td}/ns/${o.namespace}/sa/${o.serviceAccount}` : 'unknown',
     }, { instance, defaultMetrics: true });
     const now = () => Date.now();
-    // listener → route → cluster → endpoint (DESIGN.md §6.4), one layer per file.
+    // listener → route → cluster → endpoint (DESIGN.md §6.4), one layer per file. Policy layers act only when the
+    // HCM carries their filter (http_filters), so the order here is the Envoy/Istio filter order.
     const handler = compose([
       telemetryLayer,
       requestIdLayer,
+      // (tracing)
+      // (path normalization)
+      // (jwt_authn)
+      // (rbac)
       routeLayer((name) => this.store.routes().get(name)),
+      // (fault)
+      // (cors)
       localReplyLayer,
       clusterPickLayer(this.clusters),
+      // (mirror)
     ], upstreamLayer({ now })(() => {}));
     this.http = new HttpServers(handler);
     this.listeners = new ListenerManager({

@@ -1,6 +1,7 @@
 /** Decoders of Envoy xDS/SDS resources (as `decodeAny` returns them) into typed, frozen values the proxy uses. */
 export { EnvoyResourceError } from './read.js';
 export * from './common.js';
+export * from './filter-configs.js';
 export * from './listener.js';
 export * from './route.js';
 export * from './cluster.js';

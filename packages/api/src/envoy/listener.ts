@@ -1,5 +1,6 @@
 /** `envoy.config.listener.v3.Listener` → ListenerConfig. */
 import { EXT_TYPE_URL } from '../type-urls.js';
+import { HTTP_FILTER_DECODERS, NETWORK_FILTER_DECODERS, decodeFilterConfig } from './filter-configs.js';
 import { type DownstreamTls, type SocketAddress, decodeAddress, decodeTransportSocket } from './common.js';
 import { type Obj, deepFreeze, fail, join, list, num, obj, reqObj, reqStr, str, strs, wrapped, wrappedBool } from './read.js';
 import { type RouteConfig, decodeRouteConfig } from './route.js';
@@ -21,6 +22,8 @@ export interface FilterChainMatch {
 export interface HttpFilterRef {
   readonly name: string;
   readonly type: string | null;
+  /** Decoded `typed_config` (see filter-configs.ts), or null when Trellis has no decoder for the type. */
+  readonly config: unknown;
 }
 
 export interface HttpConnectionManager {
@@ -32,6 +35,12 @@ export interface HttpConnectionManager {
   readonly httpFilters: readonly HttpFilterRef[];
   readonly codecType: 'AUTO' | 'HTTP1' | 'HTTP2';
   readonly streamIdleTimeoutMs: number | null;
+  /** `normalize_path`: RFC 3986 normalisation of the path before routing and filters. */
+  readonly normalizePath: boolean;
+  /** `merge_slashes`: `//` runs become one `/` before routing and filters. */
+  readonly mergeSlashes: boolean;
+  /** `use_remote_address`: the connection's peer is the client (edge proxies); x-forwarded-for is appended. */
+  readonly useRemoteAddress: boolean;
 }
 
 export interface TcpProxy {
@@ -46,6 +55,8 @@ export interface OtherNetworkFilter {
   readonly kind: 'other';
   readonly name: string;
   readonly type: string | null;
+  /** Decoded `typed_config` (see filter-configs.ts), or null when Trellis has no decoder for the type. */
+  readonly config: unknown;
 }
 
 export type NetworkFilter = HttpConnectionManager | TcpProxy | OtherNetworkFilter;
@@ -94,9 +105,15 @@ function decodeHcm(tc: Obj, p: string): HttpConnectionManager {
     statPrefix: str(tc, 'stat_prefix', p) ?? '',
     rds: rdsName,
     routeConfig,
-    httpFilters: list(tc, 'http_filters', p, (f, fp) => ({ name: reqStr(f, 'name', fp), type: (obj(f, 'typed_config', fp)?.['@type'] as string | undefined) ?? null })),
+    httpFilters: list(tc, 'http_filters', p, (f, fp) => {
+      const typed = obj(f, 'typed_config', fp);
+      return { name: reqStr(f, 'name', fp), type: (typed?.['@type'] as string | undefined) ?? null, config: decodeFilterConfig(HTTP_FILTER_DECODERS, typed, join(fp, 'typed_config')) };
+    }),
     codecType: codec,
     streamIdleTimeoutMs: null,
+    normalizePath: wrappedBool(tc, 'normalize_path', p) ?? false,
+    mergeSlashes: tc.merge_slashes === true,
+    useRemoteAddress: wrappedBool(tc, 'use_remote_address', p) ?? false,
   };
 }
 
@@ -125,7 +142,7 @@ function decodeFilterChain(fc: Obj, p: string): FilterChain {
     if (type === EXT_TYPE_URL.httpConnectionManager) return decodeHcm(tc!, join(fp, 'typed_config'));
     if (type === EXT_TYPE_URL.tcpProxy) return decodeTcpProxy(tc!, join(fp, 'typed_config'));
     if (!tc && (name === 'envoy.filters.network.http_connection_manager' || name === 'envoy.filters.network.tcp_proxy')) fail(join(fp, 'typed_config'), 'required');
-    return { kind: 'other', name, type };
+    return { kind: 'other', name, type, config: decodeFilterConfig(NETWORK_FILTER_DECODERS, tc, join(fp, 'typed_config')) };
   });
   const terminal = filters.find((f): f is HttpConnectionManager | TcpProxy => f.kind !== 'other');
   if (!terminal) fail(join(p, 'filters'), 'needs an http_connection_manager or tcp_proxy filter');

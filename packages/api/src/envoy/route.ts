@@ -1,5 +1,6 @@
 /** `envoy.config.route.v3.RouteConfiguration` → RouteConfig (also used for HCM's inline `route_config`). */
 import { type HeaderToAdd, type StringMatch, decodeHeadersToAdd, decodeStringMatcher, lowerStrs } from './common.js';
+import { PER_ROUTE_DECODERS, decodeFilterConfig } from './filter-configs.js';
 import { type Obj, bool, deepFreeze, durationMs, fail, join, list, num, obj, regex, reqStr, str, strs, wrapped } from './read.js';
 
 export interface HeaderMatch {
@@ -79,6 +80,8 @@ export interface DirectResponseAction {
 
 export interface Route {
   readonly name: string;
+  /** Decoded per-filter overrides by filter name (see filter-configs.ts PER_ROUTE_DECODERS; undecoded types are absent). */
+  readonly typedPerFilterConfig: Readonly<Record<string, unknown>>;
   readonly match: RouteMatch;
   readonly action: ForwardAction | RedirectAction | DirectResponseAction;
   readonly requestHeadersToAdd: readonly HeaderToAdd[];
@@ -89,6 +92,8 @@ export interface Route {
 
 export interface VirtualHost {
   readonly name: string;
+  /** Decoded per-filter overrides by filter name, as on Route. */
+  readonly typedPerFilterConfig: Readonly<Record<string, unknown>>;
   readonly domains: readonly string[];
   readonly routes: readonly Route[];
   readonly requestHeadersToAdd: readonly HeaderToAdd[];
@@ -114,6 +119,19 @@ function headerOps(o: Obj, path: string) {
     responseHeadersToAdd: decodeHeadersToAdd(o, 'response_headers_to_add', path),
     responseHeadersToRemove: lowerStrs(o, 'response_headers_to_remove', path),
   };
+}
+
+/** `typed_per_filter_config`: filter name → decoded override, for the types PER_ROUTE_DECODERS knows. */
+function perFilterConfigs(o: Obj, p: string): Record<string, unknown> {
+  const m = obj(o, 'typed_per_filter_config', p);
+  const out: Record<string, unknown> = {};
+  if (!m) return out;
+  const mp = join(p, 'typed_per_filter_config');
+  for (const name of Object.keys(m)) {
+    const c = decodeFilterConfig(PER_ROUTE_DECODERS, obj(m, name, mp), join(mp, name));
+    if (c !== null) out[name] = c;
+  }
+  return out;
 }
 
 function decodeHeaderMatch(h: Obj, p: string): HeaderMatch {
@@ -249,7 +267,7 @@ function decodeRoute(r: Obj, p: string): Route {
   else if (redirect) action = decodeRedirect(redirect, join(p, 'redirect'));
   else if (direct) action = decodeDirect(direct, join(p, 'direct_response'));
   else return fail(p, 'one of route, redirect, direct_response is required');
-  return { name: str(r, 'name', p) ?? '', match, action, ...headerOps(r, p) };
+  return { name: str(r, 'name', p) ?? '', match, action, ...headerOps(r, p), typedPerFilterConfig: perFilterConfigs(r, p) };
 }
 
 function decodeVirtualHost(v: Obj, p: string): VirtualHost {
@@ -261,6 +279,7 @@ function decodeVirtualHost(v: Obj, p: string): VirtualHost {
     routes: list(v, 'routes', p, decodeRoute),
     ...headerOps(v, p),
     retryPolicy: decodeRetry(obj(v, 'retry_policy', p), join(p, 'retry_policy')),
+    typedPerFilterConfig: perFilterConfigs(v, p),
   };
 }
 

@@ -51,6 +51,11 @@ export interface HttpContext {
   requestBytes: number;
   responseBytes: number;
   grpcStatus: string | null;
+  /**
+   * Envoy's dynamic metadata: filter name → values a policy layer published for later layers and the access log
+   * (jwt_authn puts the verified payload under `envoy.filters.http.jwt_authn` → `payload`). Absent until set.
+   */
+  metadata?: Record<string, Record<string, unknown>>;
   /** Set for an HTTP/1.1 Upgrade request (WebSocket): the client socket and the bytes read past the head. */
   upgrade: { readonly socket: import('node:stream').Duplex; readonly head: Buffer; value: string } | null;
 }

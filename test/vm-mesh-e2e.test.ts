@@ -275,7 +275,8 @@ describe('VM mesh end to end: trellis-control + two VMs (agent, capture, DNS, pr
     expect(reqs.length, 'requests seen by the app on B').to.be.greaterThan(0);
     const last = reqs[reqs.length - 1]!;
     expect(last.line).to.equal('GET /');
-    expect(['127.0.0.6', '::ffff:127.0.0.6', '127.0.0.1', '::ffff:127.0.0.1'], `peer ${last.remote}`).to.include(last.remote);
+    // The proxy connects to the application from 127.0.0.6 (the inbound clusters' upstream_bind_config).
+    expect(['127.0.0.6', '::ffff:127.0.0.6'], `peer ${last.remote}`).to.include(last.remote);
     expect(last.headers['x-forwarded-client-cert'] ?? '').to.contain(CLIENT_ID);
   });
 
@@ -330,11 +331,9 @@ describe('VM mesh end to end: trellis-control + two VMs (agent, capture, DNS, pr
     expect(passed.body.trim()).to.equal('outside');
   });
 
-  // Known bug (docs/vm-e2e.md): the proxy does not bind InboundPassthroughCluster connections to 127.0.0.6 (the
-  // control plane sends no upstream_bind_config and the proxy would not apply one), so B's proxy (uid 1337) connects
-  // to 10.211.0.11:8081 over lo, capture sends that back to 15006, and the connection loops until the client gives up.
-  it('a port no service declares on a mesh host is passed through to its application (InboundPassthroughCluster)', async function () {
-    if (process.env.TRELLIS_VM_E2E_KNOWN_BUGS !== '1') { this.skip(); return; }
+  // The proxy binds InboundPassthroughCluster connections to 127.0.0.6, which the capture rules RETURN on lo: without
+  // it B's proxy (uid 1337) connecting to its own 10.211.0.11:8081 would be captured back to 15006 and loop.
+  it('a port no service declares on a mesh host is passed through to its application (InboundPassthroughCluster)', async () => {
     const undeclared = await curlIn(A.ns, `http://${B.ip}:8081/`);
     expect(undeclared.body.trim(), `${undeclared.status} ${undeclared.stderr}`).to.equal('undeclared port on vm-b');
   });

@@ -1,8 +1,9 @@
 /** `envoy.config.cluster.v3.Cluster` → ClusterConfig. */
+import { isIP } from 'node:net';
 import { EXT_TYPE_URL } from '../type-urls.js';
 import { type UpstreamTls, decodeTransportSocket } from './common.js';
 import { type ClusterLoadAssignmentConfig, decodeClusterLoadAssignment } from './endpoint.js';
-import { type Obj, deepFreeze, durationMs, enumOf, fail, isObj, join, list, obj, reqStr, str, wrapped } from './read.js';
+import { type Obj, deepFreeze, durationMs, enumOf, fail, isObj, join, list, obj, reqObj, reqStr, str, wrapped } from './read.js';
 import { fromStruct } from '../any.js';
 
 export type ClusterType = 'EDS' | 'STATIC' | 'STRICT_DNS' | 'LOGICAL_DNS' | 'ORIGINAL_DST';
@@ -48,10 +49,33 @@ export interface ClusterConfig {
   readonly useDownstreamProtocol: boolean;
   readonly loadAssignment: ClusterLoadAssignmentConfig | null;
   readonly ringHash: { readonly minimumRingSize: number } | null;
+  /**
+   * `upstream_bind_config`: local source addresses for upstream connections, at most one per family (the source
+   * address plus `extra_source_addresses`). Inbound clusters use 127.0.0.6 / ::6 so capture rules can tell the
+   * proxy's inbound passthrough from its own outbound calls (docs/capture.md).
+   */
+  readonly bindAddresses: { readonly v4: string | null; readonly v6: string | null };
 }
 
 const TYPES: readonly ClusterType[] = ['STATIC', 'STRICT_DNS', 'LOGICAL_DNS', 'EDS', 'ORIGINAL_DST'];
 const POLICIES: readonly LbPolicy[] = ['ROUND_ROBIN', 'LEAST_REQUEST', 'RANDOM', 'RING_HASH', 'MAGLEV', 'CLUSTER_PROVIDED'];
+
+function decodeBindConfig(b: Obj | undefined, p: string): ClusterConfig['bindAddresses'] {
+  const out: { v4: string | null; v6: string | null } = { v4: null, v6: null };
+  if (!b) return out;
+  const add = (sa: Obj, sp: string): void => {
+    const address = reqStr(sa, 'address', sp);
+    const family = isIP(address);
+    if (family === 0) fail(join(sp, 'address'), `not an IP address: ${address}`);
+    const key = family === 4 ? 'v4' : 'v6';
+    if (out[key] !== null) fail(join(sp, 'address'), `a second IPv${family} source address`);
+    out[key] = address;
+  };
+  add(reqObj(b, 'source_address', p), join(p, 'source_address'));
+  list(b, 'extra_source_addresses', p, (a, ap) => add(reqObj(a, 'address', ap), join(ap, 'address')));
+  list(b, 'additional_source_addresses', p, add); // deprecated form: SocketAddress entries
+  return out;
+}
 
 export function decodeCluster(o: Obj): ClusterConfig {
   const name = reqStr(o, 'name', '');
@@ -112,6 +136,7 @@ export function decodeCluster(o: Obj): ClusterConfig {
     http2,
     useDownstreamProtocol,
     loadAssignment,
+    bindAddresses: decodeBindConfig(obj(o, 'upstream_bind_config', ''), 'upstream_bind_config'),
     ringHash: lbPolicy === 'RING_HASH' ? { minimumRingSize: Number((rh && wrapped(rh, 'minimum_ring_size', 'ring_hash_lb_config')) || 1024) } : null,
   });
 }

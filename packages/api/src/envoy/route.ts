@@ -1,7 +1,7 @@
 /** `envoy.config.route.v3.RouteConfiguration` → RouteConfig (also used for HCM's inline `route_config`). */
 import { type HeaderToAdd, type StringMatch, decodeHeadersToAdd, decodeStringMatcher, lowerStrs } from './common.js';
 import { PER_ROUTE_DECODERS, decodeFilterConfig } from './filter-configs.js';
-import { type Obj, bool, deepFreeze, durationMs, fail, join, list, num, obj, regex, reqStr, str, strs, wrapped } from './read.js';
+import { type Obj, bool, deepFreeze, durationMs, enumOf, fail, join, list, num, obj, regex, reqStr, str, strs, wrapped } from './read.js';
 
 export interface HeaderMatch {
   readonly name: string;
@@ -101,6 +101,8 @@ export interface VirtualHost {
   readonly responseHeadersToAdd: readonly HeaderToAdd[];
   readonly responseHeadersToRemove: readonly string[];
   readonly retryPolicy: RetryPolicy | null;
+  /** `require_tls`: ALL answers every plaintext request with a 301 to https (gateway `httpsRedirect`). */
+  readonly requireTls?: 'NONE' | 'EXTERNAL_ONLY' | 'ALL';
 }
 
 export interface RouteConfig {
@@ -280,6 +282,7 @@ function decodeVirtualHost(v: Obj, p: string): VirtualHost {
     ...headerOps(v, p),
     retryPolicy: decodeRetry(obj(v, 'retry_policy', p), join(p, 'retry_policy')),
     typedPerFilterConfig: perFilterConfigs(v, p),
+    requireTls: enumOf(v, 'require_tls', p, ['NONE', 'EXTERNAL_ONLY', 'ALL'], 'NONE'),
   };
 }
 

@@ -32,6 +32,13 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
   { flag: 'debounce-after', env: 'TRELLIS_DEBOUNCE_AFTER', default: '100ms', arg: 'DURATION', description: 'quiet time after a change before a snapshot is built' },
   { flag: 'debounce-max', env: 'TRELLIS_DEBOUNCE_MAX', default: '1s', arg: 'DURATION', description: 'longest a change waits for a snapshot while changes keep coming' },
   { flag: 'workload-entry-grace', env: 'TRELLIS_WORKLOAD_ENTRY_GRACE', default: '10s', arg: 'DURATION', description: 'how long an auto-registered WorkloadEntry outlives its agent\'s last xDS stream' },
+  { flag: 'listen-webhook', env: 'TRELLIS_LISTEN_WEBHOOK', default: 'off', arg: 'HOST:PORT', description: 'HTTPS port: validating admission webhook (POST /validate) and /v1/export/services, e.g. 0.0.0.0:15017; `off` disables it' },
+  { flag: 'webhook-cert', env: 'TRELLIS_WEBHOOK_CERT', default: '', arg: 'FILE', description: 'PEM certificate chain for --listen-webhook (re-read when it changes); unset = issued by the mesh CA' },
+  { flag: 'webhook-key', env: 'TRELLIS_WEBHOOK_KEY', default: '', arg: 'FILE', description: 'PEM private key for --webhook-cert' },
+  { flag: 'webhook-dns-names', env: 'TRELLIS_WEBHOOK_DNS_NAMES', default: '', arg: 'NAMES', description: 'comma-separated DNS names added to the mesh-CA webhook certificate (e.g. trellis-control.trellis-system.svc)' },
+  { flag: 'ca-dir', env: 'TRELLIS_CA_DIR', default: '', arg: 'DIR', description: 'plug-in CA: ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem; unset = <state-dir>/ca (a root is generated on first start)' },
+  { flag: 'workload-cert-ttl', env: 'TRELLIS_WORKLOAD_CERT_TTL', default: '24h', arg: 'DURATION', description: 'lifetime of a workload certificate when the CSR asks for none' },
+  { flag: 'max-workload-cert-ttl', env: 'TRELLIS_MAX_WORKLOAD_CERT_TTL', default: '7d', arg: 'DURATION', description: 'longest workload certificate lifetime a CSR may ask for; longer requests are refused' },
   { flag: 'log-level', env: 'TRELLIS_LOG_LEVEL', default: 'info', arg: 'LEVEL', description: 'debug, info, warn or error' },
 ] as const);
 
@@ -58,6 +65,17 @@ export interface ControlSettings {
   /** Grace before an auto-registered WorkloadEntry whose agent disconnected is removed. */
   readonly workloadEntryGraceMs: number;
   readonly logLevel: LogLevel;
+  /** HTTPS listener for /validate and /v1/export/services. */
+  readonly listenWebhook?: HostPort;
+  /** Certificate and key files for the webhook port; both or neither (then the mesh CA issues one). */
+  readonly webhookCertFile?: string;
+  readonly webhookKeyFile?: string;
+  readonly webhookDnsNames: readonly string[];
+  /** Plug-in CA directory. */
+  readonly caDir?: string;
+  /** Default and maximum workload certificate lifetimes, whole seconds. */
+  readonly workloadCertTtlSeconds: number;
+  readonly maxWorkloadCertTtlSeconds: number;
 }
 
 /** `HOST:PORT`, `[v6]:PORT`, or `off`/empty (undefined). Throws TRELLIS_ERR_CONFIG naming the setting. */
@@ -71,12 +89,20 @@ export function parseHostPort(text: string, setting: string): HostPort | undefin
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
 
-/** `100ms`, `1s`, `1.5s`, `2m`, or a bare number of milliseconds. */
+const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `100ms`, `1s`, `1.5s`, `2m`, `24h`, `7d`, or a bare number of milliseconds. */
 export function parseDurationMs(text: string, setting: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
-  if (!m) throw new TrellisError('TRELLIS_ERR_CONFIG', `--${setting} ${JSON.stringify(text)}: expected a duration like 100ms, 1s, 2m`);
-  const n = Number(m[1]);
-  return m[2] === 's' ? n * 1000 : m[2] === 'm' ? n * 60_000 : n;
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
+  if (!m) throw new TrellisError('TRELLIS_ERR_CONFIG', `--${setting} ${JSON.stringify(text)}: expected a duration like 100ms, 1s, 2m, 24h, 7d`);
+  return Number(m[1]) * UNIT_MS[m[2] ?? 'ms'];
+}
+
+/** A certificate lifetime: a duration of at least one whole second, rounded down to whole seconds. */
+function parseTtlSeconds(text: string, setting: string): number {
+  const s = Math.floor(parseDurationMs(text, setting) / 1000);
+  if (s < 1) throw new TrellisError('TRELLIS_ERR_CONFIG', `--${setting} ${JSON.stringify(text)}: must be at least 1s`);
+  return s;
 }
 
 /**
@@ -98,6 +124,16 @@ export function resolveSettings(flags: Readonly<Record<string, unknown>>, env: N
     throw new TrellisError('TRELLIS_ERR_CONFIG', `--log-level ${JSON.stringify(level)}: expected debug, info, warn or error`);
   }
   const after = parseDurationMs(get('debounce-after'), 'debounce-after');
+  const ttl = parseTtlSeconds(get('workload-cert-ttl'), 'workload-cert-ttl');
+  const maxTtl = parseTtlSeconds(get('max-workload-cert-ttl'), 'max-workload-cert-ttl');
+  if (maxTtl < ttl) {
+    throw new TrellisError('TRELLIS_ERR_CONFIG', `--max-workload-cert-ttl ${get('max-workload-cert-ttl')} is shorter than --workload-cert-ttl ${get('workload-cert-ttl')}`);
+  }
+  const certFile = get('webhook-cert') || undefined;
+  const keyFile = get('webhook-key') || undefined;
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new TrellisError('TRELLIS_ERR_CONFIG', `--webhook-cert and --webhook-key go together: ${certFile ? '--webhook-key' : '--webhook-cert'} is missing`);
+  }
   const max = parseDurationMs(get('debounce-max'), 'debounce-max');
   return Object.freeze({
     configDir: get('config-dir') || undefined,
@@ -113,6 +149,13 @@ export function resolveSettings(flags: Readonly<Record<string, unknown>>, env: N
     debounceMaxMs: Math.max(max, after),
     workloadEntryGraceMs: parseDurationMs(get('workload-entry-grace'), 'workload-entry-grace'),
     logLevel: level as LogLevel,
+    listenWebhook: parseHostPort(get('listen-webhook'), 'listen-webhook'),
+    webhookCertFile: certFile,
+    webhookKeyFile: keyFile,
+    webhookDnsNames: Object.freeze(get('webhook-dns-names').split(',').map((n) => n.trim()).filter((n) => n !== '')),
+    caDir: get('ca-dir') || undefined,
+    workloadCertTtlSeconds: ttl,
+    maxWorkloadCertTtlSeconds: maxTtl,
   });
 }
 

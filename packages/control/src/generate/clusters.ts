@@ -236,7 +236,19 @@ export function outboundCluster(snapshot: Snapshot, proxy: ProxyNode, ms: MeshSe
   return c;
 }
 
-/** `inbound|<port>||`: STATIC to the application on loopback at the workload port. */
+/**
+ * Source addresses of the proxy's connections to the local application (Istio's InboundPassthroughBindIpv4/6): the
+ * capture rules RETURN traffic from 127.0.0.6 / ::6 on lo, so an inbound call the proxy forwards to the host's own
+ * address is not captured again (docs/capture.md), and applications see 127.0.0.6 as the peer.
+ */
+function inboundBindConfig(): Obj {
+  return {
+    source_address: { address: '127.0.0.6', port_value: 0 },
+    extra_source_addresses: [{ address: { address: '::6', port_value: 0 } }],
+  };
+}
+
+/** `inbound|<port>||`: STATIC to the application on loopback at the workload port, from 127.0.0.6. */
 export function inboundCluster(port: number, protocol: string): Obj {
   const name = inboundClusterName(port);
   const c: Obj = {
@@ -249,6 +261,7 @@ export function inboundCluster(port: number, protocol: string): Obj {
       endpoints: [{ lb_endpoints: [{ endpoint: { address: endpointAddress('127.0.0.1', port) } }] }],
     },
     circuit_breakers: circuitBreakers(undefined),
+    upstream_bind_config: inboundBindConfig(),
   };
   if (isHttp2Protocol(protocol)) {
     c.typed_extension_protocol_options = {
@@ -262,7 +275,7 @@ function fixedClusters(): Obj[] {
   return [
     // No endpoints: every connection fails. The empty load_assignment is what Envoy assumes when it is absent.
     { name: BLACKHOLE_CLUSTER, type: 'STATIC', connect_timeout: duration(DEFAULT_CONNECT_TIMEOUT_MS), load_assignment: { cluster_name: BLACKHOLE_CLUSTER } },
-    { name: INBOUND_PASSTHROUGH_CLUSTER, type: 'ORIGINAL_DST', connect_timeout: duration(DEFAULT_CONNECT_TIMEOUT_MS), lb_policy: 'CLUSTER_PROVIDED', circuit_breakers: circuitBreakers(undefined) },
+    { name: INBOUND_PASSTHROUGH_CLUSTER, type: 'ORIGINAL_DST', connect_timeout: duration(DEFAULT_CONNECT_TIMEOUT_MS), lb_policy: 'CLUSTER_PROVIDED', circuit_breakers: circuitBreakers(undefined), upstream_bind_config: inboundBindConfig() },
     { name: PASSTHROUGH_CLUSTER, type: 'ORIGINAL_DST', connect_timeout: duration(DEFAULT_CONNECT_TIMEOUT_MS), lb_policy: 'CLUSTER_PROVIDED', circuit_breakers: circuitBreakers(undefined) },
   ];
 }

@@ -3,6 +3,8 @@
  * hand in their routes; this module only matches, reads bodies and reports errors as `{code, message}` JSON.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { SecureContextOptions } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { TrellisError } from '@trellis/model';
 
@@ -59,13 +61,15 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
 
 export class HttpServer {
   readonly #routes: Compiled[] = [];
-  readonly #server: Server;
+  readonly #server: Server | HttpsServer;
   readonly #log?: (level: 'error', event: string, fields: Record<string, unknown>) => void;
 
-  constructor(routes: readonly HttpRoute[], log?: (level: 'error', event: string, fields: Record<string, unknown>) => void) {
+  /** With `tls`, serves HTTPS (the webhook port); `setSecureContext()` then swaps the certificate for new handshakes. */
+  constructor(routes: readonly HttpRoute[], log?: (level: 'error', event: string, fields: Record<string, unknown>) => void, tls?: SecureContextOptions) {
     for (const r of routes) this.#routes.push({ route: r, parts: r.path.split('/') });
     this.#log = log;
-    this.#server = createServer((req, res) => void this.#handle(req, res));
+    const handler = (req: IncomingMessage, res: ServerResponse): void => void this.#handle(req, res);
+    this.#server = tls ? createHttpsServer(tls, handler) : createServer(handler);
     this.#server.keepAliveTimeout = 5000;
   }
 
@@ -102,6 +106,11 @@ export class HttpServer {
         resolve(this.#server.address() as AddressInfo);
       });
     });
+  }
+
+  /** HTTPS only: the key and certificate for handshakes from now on. */
+  setSecureContext(tls: SecureContextOptions): void {
+    if ('setSecureContext' in this.#server) this.#server.setSecureContext(tls);
   }
 
   close(): Promise<void> {

@@ -93,9 +93,16 @@ export async function installCapture(options: Partial<CaptureOptions>, run: Comm
   const rules = captureRules(o);
   const ipv6 = o.ipv6 && (env.ipv6Available ?? kernelHasIpv6)();
   await installFamily(run, TOOLS[4], rules.v4);
-  if (ipv6) await installFamily(run, TOOLS[6], rules.v6);
+  if (ipv6) {
+    await installFamily(run, TOOLS[6], rules.v6);
+    // The proxy's inbound connections come from ::6 (as from 127.0.0.6, which lo has as part of 127/8); IPv6 lo
+    // only has ::1, so the address is added (Istio's istio-iptables does the same). `replace` keeps it idempotent.
+    await must(run, 'ip', ['-6', 'addr', 'replace', INBOUND_SOURCE_V6, 'dev', 'lo']);
+  }
   return Object.freeze({ ipv6 });
 }
+
+const INBOUND_SOURCE_V6 = '::6/128';
 
 /** The rules of built-in chains that jump to a Trellis chain, as `iptables-save` prints them. */
 function trellisJumps(saved: string, table: string): JumpRule[] {
@@ -131,6 +138,9 @@ async function uninstallFamily(run: CommandRunner, tools: Tools, saveCommand: st
 export async function uninstallCapture(options: { readonly ipv6?: boolean } = {}, run: CommandRunner = spawnRunner(), env: ApplyEnvironment = {}): Promise<ApplyResult> {
   const ipv6 = options.ipv6 !== false && (env.ipv6Available ?? kernelHasIpv6)();
   await uninstallFamily(run, TOOLS[4], 'iptables-save');
-  if (ipv6) await uninstallFamily(run, TOOLS[6], 'ip6tables-save');
+  if (ipv6) {
+    await uninstallFamily(run, TOOLS[6], 'ip6tables-save');
+    await run('ip', ['-6', 'addr', 'del', INBOUND_SOURCE_V6, 'dev', 'lo']); // absent already: nothing to do
+  }
   return Object.freeze({ ipv6 });
 }

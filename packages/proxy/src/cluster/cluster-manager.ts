@@ -9,7 +9,7 @@ import type { ConfigStore } from '../config/store.js';
 import type { Host } from '../lb/hosts.js';
 import { HostSet } from '../lb/hosts.js';
 import type { TlsContexts } from '../tls/contexts.js';
-import { connectUpstream, type UpstreamTlsParams } from '../upstream/connect.js';
+import { bindAddressFor, connectUpstream, type UpstreamTlsParams } from '../upstream/connect.js';
 import { H2Upstream } from '../upstream/h2-session.js';
 
 export interface ClusterStats {
@@ -85,8 +85,9 @@ export class ClusterRuntime {
     // A new TLS context version replaces the pools of the old one: they finish in-flight requests and close.
     for (const [k, u] of this.upstreams) if (k.startsWith(`${h2 ? 'h2' : 'h1'}|${host.key}|`)) { this.upstreams.delete(k); closeUpstream(u); }
     const { address, port } = host.address;
+    const localAddress = bindAddressFor(address, this.config.bindAddresses);
     let u: Upstream;
-    if (h2) u = { kind: 'h2', h2: new H2Upstream(address, port, this.config.connectTimeoutMs, params) };
+    if (h2) u = { kind: 'h2', h2: new H2Upstream(address, port, this.config.connectTimeoutMs, params, localAddress) };
     else {
       const h1Params = params;
       u = {
@@ -98,7 +99,7 @@ export class ClusterRuntime {
           keepAliveMaxTimeout: 600_000,
           headersTimeout: 0,
           bodyTimeout: 0,
-          connect: (_opts, cb) => { connectUpstream(address, port, this.config.connectTimeoutMs, h1Params, (err, s) => (err ? cb(err, null) : cb(null, s!))); },
+          connect: (_opts, cb) => { connectUpstream(address, port, this.config.connectTimeoutMs, h1Params, (err, s) => (err ? cb(err, null) : cb(null, s!)), localAddress); },
         }),
       };
     }

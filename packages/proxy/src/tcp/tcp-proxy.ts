@@ -7,7 +7,7 @@ import type { TcpProxy } from '@trellis/api';
 import type { ClusterManager } from '../cluster/cluster-manager.js';
 import { hostKey } from '../lb/hosts.js';
 import { tcpChannel } from '../telemetry/events.js';
-import { connectUpstream } from '../upstream/connect.js';
+import { bindAddressFor, connectUpstream } from '../upstream/connect.js';
 import type { TlsContexts } from '../tls/contexts.js';
 
 export interface TcpConnectionFacts {
@@ -74,6 +74,6 @@ export function proxyTcp(down: Socket, filter: TcpProxy, facts: TcpConnectionFac
     s.once('close', sideClosed);
     down.once('close', sideClosed);
     s.on('error', () => close('UC'));
-  });
+  }, bindAddressFor(host.address.address, rt.config.bindAddresses));
   up.on('error', () => {});
 }

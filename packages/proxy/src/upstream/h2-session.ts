@@ -7,7 +7,7 @@ export class H2Upstream {
   private session: http2.ClientHttp2Session | null = null;
   private closing = false;
 
-  constructor(private readonly host: string, private readonly port: number, private readonly connectTimeoutMs: number, private readonly tls: UpstreamTlsParams | null) {}
+  constructor(private readonly host: string, private readonly port: number, private readonly connectTimeoutMs: number, private readonly tls: UpstreamTlsParams | null, private readonly localAddress?: string) {}
 
   /** The current session, connecting when needed. */
   get(): http2.ClientHttp2Session {
@@ -15,7 +15,7 @@ export class H2Upstream {
     if (s && !s.closed && !s.destroyed) return s;
     const authority = `${this.tls ? 'https' : 'http'}://${this.host.includes(':') ? `[${this.host}]` : this.host}:${this.port}`;
     const session = http2.connect(authority, {
-      createConnection: () => connectUpstream(this.host, this.port, this.connectTimeoutMs, this.tls, () => {}),
+      createConnection: () => connectUpstream(this.host, this.port, this.connectTimeoutMs, this.tls, () => {}, this.localAddress),
       settings: { enablePush: false, initialWindowSize: 1 << 20 },
     });
     session.on('error', () => {});

@@ -9,6 +9,8 @@ export function routeLayer(routeConfigFor: (rds: string) => RouteConfig | undefi
     const rc = hcm.routeConfig ?? (hcm.rds ? routeConfigFor(hcm.rds) : undefined) ?? null;
     ctx.routeConfig = rc;
     const vh = rc ? selectVirtualHost(rc, ctx.authority) : null;
+    // require_tls ALL (a gateway server's httpsRedirect): Envoy answers before any route is matched.
+    if (vh?.requireTls === 'ALL' && !ctx.conn.tls) { localReply(ctx, 301, '', { location: `https://${ctx.authority}${ctx.path}` }); return; }
     const route = vh ? selectRoute(vh, new RouteInputOf(ctx)) : null;
     if (!vh || !route) {
       flag(ctx, 'NR');

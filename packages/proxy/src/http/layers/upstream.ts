@@ -10,7 +10,7 @@ import type { Dispatcher } from 'undici';
 import type { HashPolicy, RetryPolicy, UpstreamTls } from '@trellis/api';
 import type { ClusterRuntime } from '../../cluster/cluster-manager.js';
 import { fnv1a } from '../../lb/hash.js';
-import { connectUpstream } from '../../upstream/connect.js';
+import { bindAddressFor, connectUpstream } from '../../upstream/connect.js';
 import { type Host, hostKey } from '../../lb/hosts.js';
 import { type HttpContext, type Layer, applyResponseHeaderOps, flag, localReply } from '../context.js';
 import { forwardableResponseHeaders } from '../hop-by-hop.js';
@@ -367,6 +367,6 @@ function viaUpgrade(ctx: HttpContext, host: Host, rt: ClusterRuntime, finish: (o
     s.on('close', end);
     s.on('error', end);
     up.socket.on('close', end);
-  });
+  }, bindAddressFor(host.address.address, rt.config.bindAddresses));
 }
 

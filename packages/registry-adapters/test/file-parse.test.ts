@@ -43,6 +43,21 @@ describe('file parsing (shared by the file registry and trellisctl analyze)', ()
     expect(Object.isFrozen(f.resources[0])).to.equal(true);
   });
 
+  it('skips other systems\' resources in a mixed manifest and still reports typos of Trellis groups and kinds', () => {
+    const mixed = [
+      'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: reviews}\nspec: {replicas: 1}',
+      'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {a: b}',
+      'apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: np}\nspec: {}',
+      'apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews}\nspec: {hosts: [reviews], http: [{route: [{destination: {host: reviews}}]}]}',
+      'apiVersion: networking.istio.oi/v1\nkind: Gateway\nmetadata: {name: typo-group}\nspec: {}',
+      'apiVersion: apps/v1\nkind: virtualservice\nmetadata: {name: typo-kind-case}\nspec: {}',
+    ].join('\n---\n');
+    const f = parseResourceText(mixed, 'k8s.yaml');
+    expect(f.skipped.map((x) => [x.document, x.apiVersion, x.kind])).to.deep.equal([[0, 'apps/v1', 'Deployment'], [1, 'v1', 'ConfigMap'], [2, 'networking.k8s.io/v1', 'NetworkPolicy']]);
+    expect(f.resources.map((r) => `${r.kind}/${r.metadata.name}`)).to.deep.equal(['VirtualService/reviews']);
+    expect(f.problems.map((p) => [p.document, p.path])).to.deep.include.members([[4, 'apiVersion'], [5, 'kind']]);
+  });
+
   const lines: readonly [string, number, number][] = [
     ['spec.subsets[0].labels.version', 0, 12],
     ['metadata.labels["app.kubernetes.io/name"]', 0, 7],

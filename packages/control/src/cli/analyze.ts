@@ -38,7 +38,7 @@ export async function collectFiles(paths: readonly string[]): Promise<string[]> 
 
 /** Reads and parses one file; unreadable or oversized files become a problem of that file. */
 export async function readParsed(file: string, defaultNamespace: string): Promise<ParsedFile> {
-  const failed = (message: string): ParsedFile => ({ file, documents: [], resources: [], problems: [{ file, path: '', message }] });
+  const failed = (message: string): ParsedFile => ({ file, documents: [], resources: [], skipped: [], problems: [{ file, path: '', message }] });
   try {
     const { size } = await stat(file);
     if (size > DEFAULT_FILE_LIMITS.maxFileBytes) return failed(`file is ${size} bytes; the limit is ${DEFAULT_FILE_LIMITS.maxFileBytes} bytes`);

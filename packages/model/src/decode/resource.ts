@@ -7,7 +7,7 @@ import type { Kind, ResourceOrigin } from '../resource.js';
 import { kindTable, SUPPORTED_API_VERSIONS, type AnyResource, type ApiGroup } from '../kinds/index.js';
 import { deepFreeze, INVALID, isPlainObject, labels, obj, str, stringMap, typeName, type Schema } from './schema.js';
 import { checkDnsLabel, checkResourceName } from './syntax.js';
-import { Ctx, nearest, unknownFieldMessage, type Violation } from './violations.js';
+import { Ctx, editDistance, nearest, unknownFieldMessage, type Violation } from './violations.js';
 
 export type DecodeResult =
   | { ok: true; resource: AnyResource }
@@ -107,6 +107,22 @@ function checkApiVersion(raw: unknown, kind: Kind | undefined, cx: Ctx): void {
   if (kind !== undefined && KINDS[kind].group !== group) {
     cx.add('apiVersion', `kind ${kind} is not in API group ${group}; use ${KINDS[kind].group}/${SUPPORTED_API_VERSIONS[KINDS[kind].group][0]}`);
   }
+}
+
+/**
+ * Whether a document is some other system's resource (a Kubernetes Deployment, ConfigMap, NetworkPolicy, a CRD of
+ * another project) that a directory of mixed manifests may hold: its `apiVersion` names a group Trellis does not
+ * serve and that is no typo of one (edit distance over 2; the core group `v1` counts as a group), and its `kind` is
+ * not a Trellis kind. Readers skip such documents instead of rejecting them; anything near a Trellis group or kind
+ * still goes through `decodeResource` and gets its errors.
+ */
+export function isForeignResource(doc: unknown): boolean {
+  if (!isPlainObject(doc) || typeof doc.apiVersion !== 'string' || typeof doc.kind !== 'string') return false;
+  const kind = doc.kind.toLowerCase();
+  if (KIND_NAMES.some((k) => k.toLowerCase() === kind)) return false;
+  const slash = doc.apiVersion.indexOf('/');
+  const group = (slash < 0 ? '' : doc.apiVersion.slice(0, slash)).toLowerCase();
+  return GROUPS.every((g) => editDistance(group, g) > 2);
 }
 
 export function decodeResource(doc: unknown, options: DecodeOptions = {}): DecodeResult {

@@ -6,7 +6,7 @@
  * file and passes its text.
  */
 import { LineCounter, parseAllDocuments, isMap, isSeq, isScalar, isAlias, isPair, type Document, type Node as YamlNode } from 'yaml';
-import { decodeResource, resourceKey, type AnyResource, type Problem, type ResourceOrigin, type SourceKind } from '@trellis/model';
+import { decodeResource, isForeignResource, resourceKey, type AnyResource, type Problem, type ResourceOrigin, type SourceKind } from '@trellis/model';
 
 /** Limits that keep one hostile or broken file from exhausting the process. */
 export interface FileLimits {
@@ -51,6 +51,11 @@ export interface ParsedFile {
   readonly problems: readonly Problem[];
   /** Decoded resources of valid documents, in file order. The file as a whole is valid when `problems` is empty. */
   readonly resources: readonly AnyResource[];
+  /**
+   * Documents that are other systems' resources (`isForeignResource`: a Deployment, a ConfigMap…) and were skipped:
+   * a directory of mixed Kubernetes manifests loads its Istio resources and ignores the rest.
+   */
+  readonly skipped: readonly { readonly document: number; readonly line: number; readonly apiVersion: string; readonly kind: string }[];
 }
 
 /** Splits `spec.http[0].route[1]`, `metadata.labels["a.b/c"]` into `['spec','http',0,'route',1]`, `['metadata','labels','a.b/c']`. */
@@ -112,8 +117,9 @@ export function parseResourceText(text: string, file: string, options: ParseOpti
   const problems: Problem[] = [];
   const documents: ParsedDocument[] = [];
   const resources: AnyResource[] = [];
+  const skipped: ParsedFile['skipped'][number][] = [];
   const done = (): ParsedFile =>
-    Object.freeze({ file, documents: Object.freeze(documents), problems: Object.freeze(problems.map((p) => Object.freeze(p))), resources: Object.freeze(resources) });
+    Object.freeze({ file, documents: Object.freeze(documents), problems: Object.freeze(problems.map((p) => Object.freeze(p))), resources: Object.freeze(resources), skipped: Object.freeze(skipped) });
 
   const bytes = Buffer.byteLength(text, 'utf8');
   if (bytes > limits.maxFileBytes) {
@@ -152,6 +158,11 @@ export function parseResourceText(text: string, file: string, options: ParseOpti
       return;
     }
     if (value === null || value === undefined) return;
+    if (isForeignResource(value)) {
+      const v = value as { apiVersion: string; kind: string };
+      skipped.push(Object.freeze({ document: index, line, apiVersion: v.apiVersion, kind: v.kind }));
+      return;
+    }
     const origin: ResourceOrigin = { kind: source.kind, shard: source.shard, ref: `${file}#${index}`, file, document: index, line };
     const result = decodeResource(value, options.defaultNamespace === undefined ? { origin } : { origin, defaultNamespace: options.defaultNamespace });
     if (!result.ok) {

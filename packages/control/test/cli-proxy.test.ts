@@ -22,6 +22,26 @@ describe('trellisctl proxy-status / proxy-config / registry status rendering', (
     expect(out).to.contain('snapshot s/3');
   });
 
+  it('lists the node agents\' DNS and registration streams apart from the proxies', () => {
+    const notSent = (short: string) => ({ short, state: 'NOT SENT', subscribed: [] as string[] });
+    const out = renderProxyStatus({
+      controlPlaneVersion: '0.1.0',
+      proxies: [
+        { proxy: 'sidecar~10.0.0.2~vm.default~default.svc.cluster.local', connection: 'c1', clusterId: 'vms', type: 'sidecar',
+          types: [{ short: 'CDS', state: 'SYNCED', subscribed: '*' }, { short: 'LDS', state: 'SYNCED', subscribed: '*' }, notSent('EDS'), notSent('RDS')] },
+        { proxy: 'sidecar~10.0.0.2~vm.default~default.svc.cluster.local', connection: 'c2', clusterId: 'vms', type: 'sidecar',
+          types: [notSent('CDS'), notSent('LDS'), notSent('EDS'), notSent('RDS'), { short: 'NDS', state: 'SYNCED', subscribed: '*' }] },
+        { proxy: 'sidecar~10.0.0.2~vm.default~default.svc.cluster.local', connection: 'c3', clusterId: 'vms', type: 'sidecar',
+          types: [notSent('CDS'), notSent('LDS'), notSent('EDS'), notSent('RDS')] },
+      ],
+    });
+    const [proxies, agents] = out.split('Node agent streams:');
+    expect(proxies.trim().split('\n')).to.have.length(2);
+    expect(agents).to.match(/^NAME\s+CLUSTER\s+STREAM\s+STATE$/m);
+    expect(agents).to.match(/vms\s+DNS name table\s+SYNCED$/m);
+    expect(agents).to.match(/vms\s+registration\s+CONNECTED$/m);
+  });
+
   it('tabulates listeners, routes, clusters and endpoints from a config dump', () => {
     const listeners = listenerRows([
       { name: 'virtualOutbound', body: { address: { socket_address: { address: '0.0.0.0', port_value: 15001 } }, filter_chains: [

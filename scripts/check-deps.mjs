@@ -2,8 +2,8 @@
 // Fails when a package imports against the dependency direction of DESIGN.md §3:
 //   model, api, native      -> nothing in the workspace
 //   registry-adapters       -> model
-//   control                 -> model, api, registry-adapters; only src/generate/** and main/bin files may see
-//                              both model and api
+//   control                 -> model, api, registry-adapters, native (main.ts: sd_notify); only src/generate/**
+//                              and main/bin files may see both model and api
 //   node-agent, proxy       -> api, native (never model)
 //   testing                 -> model, api (test support only: no package's src may import it)
 // Also checks that each workspace import is declared in the importing package's package.json.
@@ -17,7 +17,7 @@ const allowed = {
   api: [],
   testing: ['model', 'api'],
   'registry-adapters': ['model'],
-  control: ['model', 'api', 'registry-adapters'],
+  control: ['model', 'api', 'registry-adapters', 'native'],
   'node-agent': ['api', 'native'],
   proxy: ['api', 'native'],
 };

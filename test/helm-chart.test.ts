@@ -55,6 +55,8 @@ function run(cmd: string, args: readonly string[], opts: { env?: NodeJS.ProcessE
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
     child.on('close', (status) => resolve({ status, stdout, stderr }));
+    // A renderer that fails before reading its input closes the pipe: EPIPE here is not the test's failure.
+    child.stdin.on('error', () => {});
     child.stdin.end(opts.input ?? '');
   });
 }
@@ -147,6 +149,17 @@ describe('Helm chart deploy/k8s/trellis (rendered without Helm)', function () {
         const hook = one(objects, 'ValidatingWebhookConfiguration', 'trellis-control-trellis-system') as unknown as { webhooks: { clientConfig: { service: { path: string } }; failurePolicy: string }[] };
         expect(hook.webhooks[0].clientConfig.service.path).to.equal('/validate');
         expect(hook.webhooks[0].failurePolicy).to.equal('Ignore');
+        // The webhook chain is consistent: VWC → Service port 443 → targetPort = the container port trellis-control
+        // listens on with --listen-webhook (HTTPS), whose certificate names the Service's DNS name.
+        const hookPort = (ctr.ports as { name?: string; containerPort: number }[]).find((p) => p.name === 'https-webhook')!.containerPort;
+        expect(arg('--listen-webhook')).to.equal(`0.0.0.0:${hookPort}`);
+        const svc = one(objects, 'Service', 'trellis-control') as unknown as { spec: { ports: { name: string; port: number; targetPort: number }[] } };
+        expect(svc.spec.ports.find((p) => p.name === 'https-webhook')).to.deep.include({ port: 443, targetPort: hookPort });
+        const hookSvc = (hook.webhooks[0].clientConfig as unknown as { service: { name: string; namespace: string; port: number } }).service;
+        expect(hookSvc.port).to.equal(443);
+        expect(arg('--webhook-dns-names').split(',')).to.include(`${hookSvc.name}.${hookSvc.namespace}.svc`);
+        expect(arg('--workload-cert-ttl')).to.equal('24h');
+        expect(arg('--max-workload-cert-ttl')).to.equal('7d');
       });
 
       it('the mesh ConfigMap holds a MeshConfig and Registry resources that Trellis decodes; gateways run --mode gateway', () => {

@@ -139,11 +139,11 @@ describe('deploy/systemd units', () => {
     expect(values(u, 'ExecStart')).to.deep.equal(['/usr/bin/node /opt/trellis/packages/node-agent/bin/trellis-agent.js']);
   });
 
-  it('trellis-control.service is Type=simple: trellis-control sends no READY=1', () => {
-    expect(values('trellis-control.service', 'Type')).to.deep.equal(['simple']);
+  it('trellis-control.service is Type=notify with a watchdog: trellis-control sends READY=1 and WATCHDOG=1 (test/control-extras.test.ts)', () => {
+    expect(values('trellis-control.service', 'Type')).to.deep.equal(['notify']);
+    expect(values('trellis-control.service', 'WatchdogSec')).to.have.length(1);
     const main = readFileSync(join(REPO, 'packages/control/src/main.ts'), 'utf8');
-    // When the control plane learns sd_notify, switch the unit to Type=notify (and this test with it).
-    expect(/sdNotify|READY=1/.test(main), 'packages/control/src/main.ts now notifies: make the unit Type=notify').to.equal(false);
+    expect(/sdNotify/.test(main), 'packages/control/src/main.ts sends sd_notify').to.equal(true);
   });
 });
 

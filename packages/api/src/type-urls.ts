@@ -43,4 +43,5 @@ export const EXT_TYPE_URL = Object.freeze({
   rawBuffer: 'type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer',
   previousHosts: 'type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate',
   stdoutAccessLog: 'type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog',
+  zipkinConfig: 'type.googleapis.com/envoy.config.trace.v3.ZipkinConfig',
 } as const);

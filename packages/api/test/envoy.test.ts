@@ -93,7 +93,7 @@ describe('api: Envoy resource decoders', () => {
     expect(r0.match.queryParameters).to.deep.equal([{ name: 'q', match: null }]);
     expect(r0.action).to.deep.include({ kind: 'route', cluster: null, prefixRewrite: '/', hostRewrite: 'h', timeoutMs: 2000 });
     expect(r0.action.kind === 'route' && r0.action.weightedClusters!.map((c) => c.weight)).to.deep.equal([90, 10]);
-    expect(r0.action.kind === 'route' && r0.action.retryPolicy).to.deep.equal({ retryOn: ['5xx', 'connect-failure'], numRetries: 3, perTryTimeoutMs: null });
+    expect(r0.action.kind === 'route' && r0.action.retryPolicy).to.deep.include({ retryOn: ['5xx', 'connect-failure'], numRetries: 3, perTryTimeoutMs: null });
     expect(r0.action.kind === 'route' && r0.action.hashPolicy).to.deep.equal([{ kind: 'header', name: 'x-user', terminal: false }]);
     expect(r1.action).to.deep.include({ kind: 'redirect', path: '/new', status: 302 });
     expect(r2.match.regex!.test('/hello')).to.equal(true);

@@ -20,7 +20,12 @@ import { addCertificateService, CertificateAuthority, JoinTokens, serverCredenti
 import { createLogger, type LogFn } from './config/logger.js';
 import type { MeshConfigLike } from './config/mesh-settings.js';
 import { environmentHelp, resolveSettings, SETTINGS, type ControlSettings, type HostPort } from './config/settings.js';
+import { sdNotify } from '@trellis/native';
+import { SystemdNotifier } from './config/systemd-notify.js';
 import { debugRoutes } from './http/debug-routes.js';
+import { ServiceExportFeed } from './http/export-routes.js';
+import { webhookRoutes } from './http/webhook.js';
+import { webhookTls } from './http/webhook-tls.js';
 import { ControlMetrics } from './http/metrics.js';
 import { HttpServer, listenError, type HttpRoute } from './http/server.js';
 import { generators } from './generate/index.js';
@@ -117,10 +122,13 @@ async function run(settings: ControlSettings, log: LogFn): Promise<() => Promise
     identifier: `trellis-control/${VERSION}`,
     log,
   });
+  const exportFeed = new ServiceExportFeed(() => snapshots.current?.snapshot);
   snapshots.subscribe((s) => {
     log('info', 'snapshot', { version: s.version, services: s.services.length });
     ads.onSnapshot();
+    exportFeed.onSnapshot();
   });
+  cleanups.push(() => exportFeed.close());
   cleanups.push(() => ads.close());
 
   const metrics = new ControlMetrics({
@@ -152,11 +160,18 @@ async function run(settings: ControlSettings, log: LogFn): Promise<() => Promise
     metrics,
     version: VERSION,
   });
-  httpRoutes.push(...autoreg.routes);
+  httpRoutes.push(...autoreg.routes, ...exportFeed.routes());
 
-  if (settings.listenXds) {
+  // The CA serves the TLS xDS port and, unless --webhook-cert is given, the webhook port's certificate.
+  const authority = settings.listenXds || (settings.listenWebhook && !settings.webhookCertFile)
+    ? await CertificateAuthority.open({
+      stateDir: settings.stateDir, trustDomain: settings.trustDomain, pluginDir: settings.caDir,
+      workloadTtlSeconds: settings.workloadCertTtlSeconds, maxTtlSeconds: settings.maxWorkloadCertTtlSeconds,
+    })
+    : undefined;
+  if (authority) log('info', 'ca loaded', { source: authority.source, caNotAfter: authority.caNotAfter.toISOString(), workloadCertTtlSeconds: authority.workloadTtlSeconds, maxWorkloadCertTtlSeconds: authority.maxTtlSeconds });
+  if (settings.listenXds && authority) {
     const listen = settings.listenXds;
-    const authority = await CertificateAuthority.open({ stateDir: settings.stateDir, trustDomain: settings.trustDomain });
     const tokens = await JoinTokens.open({ stateDir: settings.stateDir });
     autoreg.useAuthority(authority);
     // Keepalive pings notice a host that vanished without closing its streams (its WorkloadEntry's grace then runs).
@@ -203,6 +218,39 @@ async function run(settings: ControlSettings, log: LogFn): Promise<() => Promise
     announce('info', 'listening', { listener: 'http', address: hp({ host: settings.listenHttp.host, port: addr.port }) });
     cleanups.push(() => http.close());
   }
+  if (settings.listenWebhook) {
+    const listen = settings.listenWebhook;
+    let https: HttpServer | undefined;
+    const ips = ['127.0.0.1', ...(listen.host !== '0.0.0.0' && listen.host !== '::' && /^[\d.:]+$/.test(listen.host) && listen.host !== '127.0.0.1' ? [listen.host] : [])];
+    const tls = webhookTls(
+      settings.webhookCertFile && settings.webhookKeyFile
+        ? { kind: 'files', certFile: settings.webhookCertFile, keyFile: settings.webhookKeyFile }
+        : { kind: 'ca', ca: authority!, dnsNames: ['trellis-control', 'istiod', 'localhost', hostname(), ...settings.webhookDnsNames], ipAddresses: ips },
+      (next) => https?.setSecureContext(next),
+      (err) => log('error', 'webhook certificate reload failed', { error: (err as Error).message }),
+    );
+    cleanups.push(() => tls.close());
+    https = new HttpServer([...webhookRoutes({ log }), ...exportFeed.routes()], log, tls.initial);
+    const addr = await https.listen(listen.host, listen.port);
+    announce('info', 'listening', { listener: 'webhook', address: hp({ host: listen.host, port: addr.port }), certificate: tls.describe });
+    const server = https;
+    cleanups.push(() => server.close());
+  }
+
+  // READY=1 once every listener is bound (above) and the first snapshot is built; STOPPING=1 at shutdown.
+  const notifier = new SystemdNotifier({
+    notify: sdNotify, env: process.env, pid: process.pid,
+    onError: (err) => log('warn', 'sd_notify failed', { error: (err as Error).message }),
+  });
+  const announceReady = (s: { version: string; services: readonly unknown[] }): void => {
+    notifier.ready(`serving snapshot ${s.version} (${s.services.length} services, ${ads.connectionCount} proxies)`);
+  };
+  const first = snapshots.current?.snapshot;
+  if (first) announceReady(first);
+  else {
+    const off = snapshots.subscribe((s) => { off(); announceReady(s); });
+  }
+  cleanups.push(() => notifier.stopping()); // cleanups run last-first: STOPPING=1 goes out before anything closes
 
   for (const a of adapters) {
     log('info', 'registry started', { shard: a.shard, kind: a.kind });
@@ -215,6 +263,15 @@ async function run(settings: ControlSettings, log: LogFn): Promise<() => Promise
       try { await c(); } catch (err) { log('warn', 'shutdown step failed', { error: (err as Error).message }); }
     }
   };
+}
+
+/**
+ * The one stderr line of a start-up error. By code, not class: the CA's errors are `@trellis/api`'s TrellisError,
+ * another class than `@trellis/model`'s.
+ */
+function errorLine(err: unknown): string {
+  const code = (err as { code?: unknown }).code;
+  return `${typeof code === 'string' && code.startsWith('TRELLIS_ERR_') ? `${code}: ` : ''}${(err as Error).message}\n`;
 }
 
 function shutdownGrpc(server: grpc.Server): Promise<void> {
@@ -236,7 +293,7 @@ async function main(): Promise<void> {
   try {
     settings = resolveSettings(flags, process.env);
   } catch (err) {
-    process.stderr.write(`${err instanceof TrellisError ? `${err.code}: ` : ''}${(err as Error).message}\n`);
+    process.stderr.write(errorLine(err));
     process.exit(1);
   }
   const log = createLogger(settings.logLevel);
@@ -244,7 +301,7 @@ async function main(): Promise<void> {
   try {
     close = await run(settings, log);
   } catch (err) {
-    process.stderr.write(`${err instanceof TrellisError ? `${err.code}: ` : ''}${(err as Error).message}\n`);
+    process.stderr.write(errorLine(err));
     process.exit(1);
   }
   log('info', 'started', { version: VERSION, pid: process.pid });

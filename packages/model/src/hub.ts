@@ -7,7 +7,7 @@
  */
 
 /** Which kind of registry produced a value; also the unit of registry priority. */
-export type SourceKind = 'kubernetes' | 'file' | 'consul' | 'eureka' | 'control';
+export type SourceKind = 'kubernetes' | 'file' | 'consul' | 'eureka' | 'trellis' | 'control';
 
 /** Where a value came from: the registry kind, the shard (one per adapter instance) and a locator for humans. */
 export interface Source {

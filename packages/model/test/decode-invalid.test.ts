@@ -142,11 +142,11 @@ const CASES: [string, unknown, string[]][] = [
   ['portLevelMtls without selector', doc(SEC, 'PeerAuthentication', { portLevelMtls: { '8080': { mode: 'DISABLE' } } }), ['spec.portLevelMtls: portLevelMtls requires a workload `selector`']],
   ['jwt rule without issuer', doc(SEC, 'RequestAuthentication', { jwtRules: [{ jwksUri: 'https://x/jwks' }] }), ['spec.jwtRules[0].issuer: required field is missing']],
   ['jwt rule with jwks and jwksUri', doc(SEC, 'RequestAuthentication', { jwtRules: [{ issuer: 'i', jwksUri: 'https://x/jwks', jwks: '{}' }] }), ['spec.jwtRules[0]: only one of `jwksUri`, `jwks` may be set, got `jwksUri`, `jwks`']],
-  ['jwt bad jwksUri', doc(SEC, 'RequestAuthentication', { jwtRules: [{ issuer: 'i', jwksUri: 'file:///etc/jwks' }] }), ['spec.jwtRules[0].jwksUri: invalid jwksUri `file:///etc/jwks`: expected an http:// or https:// URL']],
+  ['jwt bad jwksUri', doc(SEC, 'RequestAuthentication', { jwtRules: [{ issuer: 'i', jwksUri: 'ftp://x/jwks' }] }), ['spec.jwtRules[0].jwksUri: invalid jwksUri `ftp://x/jwks`: expected an http://, https:// or file:/// URL']],
   // Trellis kinds
   ['mesh outbound mode', doc(TRELLIS, 'MeshConfig', { outboundTrafficPolicy: { mode: 'DENY' } }), ['spec.outboundTrafficPolicy.mode: unknown mode `DENY`; expected one of ALLOW_ANY, REGISTRY_ONLY']],
   ['mesh registry priority', doc(TRELLIS, 'MeshConfig', { registryPriority: ['file', 'consull', 'file'] }), [
-    'spec.registryPriority[1]: unknown registry type `consull`; expected one of kubernetes, file, consul, eureka; did you mean `consul`?',
+    'spec.registryPriority[1]: unknown registry type `consull`; expected one of kubernetes, file, consul, eureka, trellis; did you mean `consul`?',
     'spec.registryPriority[2]: duplicate registry type `file` (first defined at spec.registryPriority[0])',
   ]],
   ['mesh bad vipRange', doc(TRELLIS, 'MeshConfig', { vipRange: '240.240.0.0' }), ['spec.vipRange: invalid CIDR `240.240.0.0`']],

@@ -32,6 +32,12 @@ export const PROXY_ENV: readonly EnvVar[] = Object.freeze([
   { name: 'TRELLIS_DRAIN_TIME', flag: '--drain-time', default: '5', description: 'seconds to wait for in-flight requests on SIGTERM' },
   { name: 'TRELLIS_DETECTION_TIMEOUT', flag: '--protocol-detection-timeout', default: '100', description: 'ms to wait for a client\'s first bytes before treating it as opaque TCP' },
   { name: 'TRELLIS_CONCURRENCY', flag: '--concurrency', default: '2', description: 'worker processes sharing the listeners (1 = no workers)' },
+  { name: 'TRELLIS_GATEWAY_CREDENTIALS', flag: '--gateway-credentials', default: '', description: 'directory of <credentialName>/{tls.crt,tls.key,ca.crt} for gateway servers (docs/gateways.md)' },
+  { name: 'TRELLIS_LISTENER_ADDRESS', flag: '--listener-address', default: '', description: 'bind every listener from LDS on this IP instead of its own address (e.g. a gateway on one interface)' },
+  { name: 'TRELLIS_ACCESS_LOG', flag: '--access-log', default: '(control plane)', description: 'FILE (or /dev/stdout) for every access log line, or off; unset = as the control plane configures' },
+  { name: 'TRELLIS_ACCESS_LOG_ENCODING', flag: '--access-log-encoding', default: 'JSON', description: 'JSON | TEXT (Istio\'s default formats) for --access-log FILE' },
+  { name: 'TRELLIS_TRACE_SAMPLING', flag: '--trace-sampling', default: '(control plane, else 1)', description: 'percent of new traces sampled, 0-100' },
+  { name: 'TRELLIS_ZIPKIN', flag: '--zipkin', default: '(control plane)', description: 'Zipkin collector HOST:PORT (spans POSTed to /api/v2/spans)' },
   { name: 'TRELLIS_LOG_LEVEL', flag: '--log-level', default: 'info', description: 'debug | info | warn | error | off' },
 ]);
 

@@ -7,3 +7,5 @@ export { selectFilterChain } from './net/filter-chain.js';
 export { HostSet } from './lb/hosts.js';
 export { parseClientHello, detect } from './net/detect.js';
 export { requestChannel, tcpChannel, type RequestEvent, type TcpEvent } from './telemetry/events.js';
+export { authzChannel, type AuthzEvent } from './authz/events.js';
+export { jwtDenialChannel, type JwtDenialEvent } from './jwt/events.js';

@@ -7,6 +7,7 @@ import { Command, Option } from 'commander';
 import { sdNotify } from '@trellis/native';
 import { PROXY_ENV, envFor } from './env.js';
 import { createLogger, isLogLevel } from './log.js';
+import { GatewayCredentials } from './gateway/credentials.js';
 import { Proxy } from './proxy.js';
 import { runPrimary, reportWorkerPorts, reportWorkerReady } from './workers.js';
 import { nodeIdentity } from './xds/node.js';
@@ -31,6 +32,18 @@ function port(name: string, v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`${name}: "${v}" is not a port`);
   return n;
+}
+
+/** --access-log / --trace-sampling / --zipkin → ProxyOptions (exits 2 on a bad value). */
+function telemetryOptions(o: Record<string, string | boolean | undefined>): Pick<ConstructorParameters<typeof Proxy>[0], 'accessLog' | 'accessLogEncoding' | 'tracing'> {
+  const bad = (msg: string): never => { process.stderr.write(`${msg}\n`); process.exit(2); };
+  const al = o.accessLog === undefined || o.accessLog === '' ? undefined : String(o.accessLog);
+  if (al !== undefined && al !== 'off' && !al.startsWith('/')) bad(`--access-log: "${al}" is not an absolute path, /dev/stdout or off`);
+  const ts = o.traceSampling === undefined || o.traceSampling === '' ? undefined : Number(o.traceSampling);
+  if (ts !== undefined && !(ts >= 0 && ts <= 100)) bad(`--trace-sampling: "${String(o.traceSampling)}" is not a percentage 0-100`);
+  const zipkin = o.zipkin ? String(o.zipkin) : undefined;
+  if (zipkin !== undefined && !/^(\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):\d{1,5}$/.test(zipkin)) bad(`--zipkin: "${zipkin}" is not HOST:PORT`);
+  return { accessLog: al, accessLogEncoding: String(o.accessLogEncoding).toUpperCase() === 'TEXT' ? 'TEXT' : 'JSON', tracing: ts === undefined && zipkin === undefined ? undefined : { sampling: ts, zipkin } };
 }
 
 const program = new Command('trellis-proxy').description('Trellis data-plane proxy (Envoy xDS v3 / SDS v3 client)')
@@ -58,7 +71,13 @@ program
   .option('--health-port <n>', 'health port', d('--health-port', '15021'))
   .option('--drain-time <s>', 'drain seconds on SIGTERM', d('--drain-time', '5'))
   .option('--protocol-detection-timeout <ms>', 'first-bytes wait', d('--protocol-detection-timeout', '100'))
+  .option('--gateway-credentials <dir>', 'gateway credentialName files: <dir>/<name>/tls.crt, tls.key, ca.crt', d('--gateway-credentials', ''))
+  .option('--listener-address <ip>', 'bind LDS listeners on this IP instead of their own', d('--listener-address', ''))
   .option('--log-level <level>', 'log level', d('--log-level', 'info'))
+  .option('--access-log <file|off>', 'access log FILE (/dev/stdout) for all traffic, or off (default: as the control plane says)', envFor('--access-log'))
+  .addOption(new Option('--access-log-encoding <enc>', 'format of --access-log').choices(['JSON', 'TEXT', 'json', 'text']).default(d('--access-log-encoding', 'JSON')))
+  .option('--trace-sampling <percent>', 'percent of new traces sampled (default: as the control plane says, else 1)', envFor('--trace-sampling'))
+  .option('--zipkin <host:port>', 'Zipkin collector (default: as the control plane says)', envFor('--zipkin'))
   .option('--concurrency <n>', 'worker processes sharing the listeners', d('--concurrency', '2'));
 
 program.parse();
@@ -66,6 +85,8 @@ const o = program.opts<Record<string, string | boolean | undefined>>();
 const level = String(o.logLevel);
 if (!isLogLevel(level)) { process.stderr.write(`--log-level: unknown level ${level}\n`); process.exit(2); }
 const logger = createLogger(level);
+// Checked here, before workers are forked: a bad telemetry flag is the operator's mistake, not a worker crash loop.
+const telemetry = telemetryOptions(o);
 
 // A proxy must not go down with one request: log a bug in a handler and keep serving the others.
 process.on('uncaughtException', (err) => logger.error('uncaught exception (bug): request dropped', { error: err.stack ?? String(err) }));
@@ -94,9 +115,14 @@ if (concurrency > 1 && cluster.isPrimary) {
       ? { outbound: port('--outbound-port', String(o.outboundPort)), inbound: port('--inbound-port', String(o.inboundPort)), admin: 0, prometheus: 0, health: 0 }
       : { outbound: port('--outbound-port', String(o.outboundPort)), inbound: port('--inbound-port', String(o.inboundPort)), admin: port('--admin-port', String(o.adminPort)), prometheus: port('--prometheus-port', String(o.prometheusPort)), health: port('--health-port', String(o.healthPort)) },
     ...(isWorker ? { statusAddress: '127.0.0.1' } : {}),
+    ...(o.listenerAddress ? { bindAddress: String(o.listenerAddress) } : {}),
     detectionTimeoutMs: Number(o.protocolDetectionTimeout), drainTimeMs: Number(o.drainTime) * 1000,
     trustDomain: String(o.trustDomain), namespace: String(o.namespace), serviceAccount: String(o.serviceAccount), workloadName: String(o.workloadName),
+    ...telemetry,
   });
+  // Secrets named by gateway servers (credentialName, file-cert:/file-root:) come from files, not from the agent.
+  const credentialsAbort = new AbortController();
+  new GatewayCredentials({ store: proxy.store, logger, dir: o.gatewayCredentials ? String(o.gatewayCredentials) : null }).start(credentialsAbort.signal);
   await proxy.start();
   // WatchdogSec= in the unit: WATCHDOG=1 every half of WATCHDOG_USEC (the primary pings for a worker pool).
   const stopWatchdog = isWorker ? () => {} : startWatchdog({ env: process.env, pid: process.pid, notify: sdNotify });
@@ -110,6 +136,7 @@ if (concurrency > 1 && cluster.isPrimary) {
     logger.info('draining', { signal: sig, drainTimeSeconds: o.drainTime });
     if (!isWorker) sdNotify('STOPPING=1');
     stopWatchdog();
+    credentialsAbort.abort();
     proxy.shutdown().then(() => process.exit(0), () => process.exit(1));
   };
   process.on('SIGTERM', () => stop('SIGTERM'));

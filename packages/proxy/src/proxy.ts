@@ -6,6 +6,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
 import type http from 'node:http';
+import { istioAccessLogFormat } from '@trellis/api';
 import { getOriginalDst, socketFd } from '@trellis/native';
 import { adminHandler, healthHandler, listenHttp, prometheusHandler } from './admin/admin-server.js';
 import { ClusterManager } from './cluster/cluster-manager.js';
@@ -13,10 +14,21 @@ import { ConfigStore } from './config/store.js';
 import { compose } from './http/context.js';
 import { HttpServers } from './http/http-servers.js';
 import { clusterPickLayer } from './http/layers/cluster-pick.js';
+import { corsLayer } from './http/layers/cors.js';
+import { faultLayer } from './http/layers/fault.js';
+import { mirrorLayer } from './http/layers/mirror.js';
+import { ShadowSender } from './upstream/shadow.js';
+import { jwtAuthnLayer } from './http/layers/jwt-authn.js';
+import { clusterJwksFetcher } from './jwt/cluster-fetch.js';
 import { localReplyLayer } from './http/layers/local-reply.js';
+import { normalizePathLayer } from './http/layers/normalize-path.js';
+import { rbacLayer } from './http/layers/rbac.js';
 import { requestIdLayer } from './http/layers/request-id.js';
 import { routeLayer } from './http/layers/route.js';
 import { telemetryLayer } from './http/layers/telemetry.js';
+import { tracingLayer } from './http/layers/tracing.js';
+import { AccessLogger } from './telemetry/access-log.js';
+import { Tracer } from './telemetry/tracer.js';
 import { upstreamLayer } from './http/layers/upstream.js';
 import { ListenerManager } from './listener/listener-manager.js';
 import type { Logger } from './log.js';
@@ -43,6 +55,15 @@ export interface ProxyOptions {
   readonly serviceAccount?: string;
   readonly namespace?: string;
   readonly workloadName?: string;
+  /**
+   * `--access-log`: a file (or `/dev/stdout`) that gets every request and connection in Istio's default format of
+   * `accessLogEncoding` (JSON unless given), whatever the control plane says; `off` = no access log at all;
+   * absent = follow the control plane (HCM/tcp_proxy `access_log`).
+   */
+  readonly accessLog?: string;
+  readonly accessLogEncoding?: 'JSON' | 'TEXT';
+  /** `--trace-sampling` (percent) and `--zipkin HOST:PORT`, overriding the control plane's tracing config. */
+  readonly tracing?: { readonly sampling?: number; readonly zipkin?: string; readonly reporter?: { readonly maxQueue?: number; readonly batchSize?: number; readonly flushIntervalMs?: number } };
   /** Overridable for tests. */
   readonly originalDst?: ListenerManagerOriginalDst;
 }
@@ -54,6 +75,8 @@ export class Proxy {
   readonly tlsContexts = new TlsContexts(this.store);
   readonly clusters = new ClusterManager(this.store, this.tlsContexts);
   readonly metrics: ProxyMetrics;
+  readonly accessLog: AccessLogger;
+  readonly tracer: Tracer;
   readonly http: HttpServers;
   readonly listeners: ListenerManager;
   private ads: SotwClient | null = null;
@@ -70,26 +93,40 @@ export class Proxy {
   constructor(private readonly o: ProxyOptions) {
     const td = o.trustDomain ?? 'cluster.local';
     const instance = randomUUID();
+    const labels = (o.node.metadata.LABELS ?? {}) as Readonly<Record<string, string>>;
+    this.accessLog = new AccessLogger({
+      instance, logger: o.logger,
+      override: o.accessLog === undefined ? undefined : o.accessLog === 'off' ? null : { name: 'flag', path: o.accessLog, format: istioAccessLogFormat(o.accessLogEncoding ?? 'JSON') },
+    });
+    this.tracer = new Tracer({
+      logger: o.logger, nodeId: o.node.id, namespace: o.namespace ?? 'default', ip: String(o.node.metadata.INSTANCE_IPS ?? '127.0.0.1').split(',')[0],
+      serviceName: `${labels.app ?? labels['app.kubernetes.io/name'] ?? o.workloadName ?? 'unknown'}.${o.namespace ?? 'default'}`,
+      sampling: o.tracing?.sampling, zipkin: o.tracing?.zipkin, reporter: o.tracing?.reporter,
+      clusterHost: (name) => { const h = this.clusters.get(name)?.hosts.pick({ hash: null, now: Date.now() }); return h ? h.address : null; },
+    });
     this.metrics = new ProxyMetrics({
-      workload: o.workloadName ?? 'unknown', namespace: o.namespace ?? 'unknown', trustDomain: td,
+      workload: o.workloadName ?? 'unknown', namespace: o.namespace ?? 'unknown', trustDomain: td, labels,
       principal: o.namespace && o.serviceAccount ? `spiffe://${td}/ns/${o.namespace}/sa/${o.serviceAccount}` : 'unknown',
-    }, { instance, defaultMetrics: true });
+    }, {
+      instance, defaultMetrics: true, clusters: () => this.clusters.all(),
+      telemetry: { accessLogDropped: () => this.accessLog.dropped, spansReported: () => this.tracer.spansReported, spansDropped: () => this.tracer.spansDropped },
+    });
     const now = () => Date.now();
     // listener → route → cluster → endpoint (DESIGN.md §6.4), one layer per file. Policy layers act only when the
     // HCM carries their filter (http_filters), so the order here is the Envoy/Istio filter order.
     const handler = compose([
       telemetryLayer,
       requestIdLayer,
-      // (tracing)
-      // (path normalization)
-      // (jwt_authn)
-      // (rbac)
+      tracingLayer(this.tracer),
+      normalizePathLayer(),
+      jwtAuthnLayer({ fetchJwks: clusterJwksFetcher(this.clusters), now }),
+      rbacLayer(),
       routeLayer((name) => this.store.routes().get(name)),
-      // (fault)
-      // (cors)
+      faultLayer(),
+      corsLayer(),
       localReplyLayer,
       clusterPickLayer(this.clusters),
-      // (mirror)
+      mirrorLayer(new ShadowSender(this.clusters, { now, signal: this.abort.signal })),
     ], upstreamLayer({ now })(() => {}));
     this.http = new HttpServers(handler);
     this.listeners = new ListenerManager({
@@ -166,6 +203,7 @@ export class Proxy {
     this.http.close();
     this.clusters.close();
     this.metrics.close();
+    await Promise.all([this.accessLog.close(), this.tracer.close()]);
     await Promise.all(this.servers.map((s) => new Promise<void>((r) => { s.closeAllConnections(); s.close(() => r()); })));
   }
 }

@@ -91,6 +91,22 @@ describe('proxy: protocol detection', () => {
     c.destroy();
     server.close();
   });
+
+  it('bytes sent just before the client closes its side are given back, then the end (echo ping | nc)', async () => {
+    const server = net.createServer({ allowHalfOpen: true });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const result = new Promise<[string, string]>((resolve) => server.once('connection', async (s) => {
+      // Detection sees no complete request line, so it reads to EOF.
+      const first = await peek(s, 1000);
+      let rest = '';
+      s.setEncoding('latin1').on('data', (c: string) => { rest += c; });
+      s.once('end', () => { resolve([first.toString('latin1'), rest]); s.destroy(); });
+      s.resume();
+    }));
+    const c = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1', () => c.end('ping'));
+    expect(await result).to.deep.equal(['ping', 'ping']);
+    server.close();
+  });
 });
 
 describe('proxy: load balancing (HostSet)', () => {

@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import { EXT_TYPE_URL } from '../type-urls.js';
 import { type UpstreamTls, decodeTransportSocket } from './common.js';
 import { type ClusterLoadAssignmentConfig, decodeClusterLoadAssignment } from './endpoint.js';
-import { type Obj, deepFreeze, durationMs, enumOf, fail, isObj, join, list, obj, reqObj, reqStr, str, wrapped } from './read.js';
+import { type Obj, deepFreeze, durationMs, enumOf, fail, isObj, join, list, num, obj, reqObj, reqStr, str, wrapped } from './read.js';
 import { fromStruct } from '../any.js';
 
 export type ClusterType = 'EDS' | 'STATIC' | 'STRICT_DNS' | 'LOGICAL_DNS' | 'ORIGINAL_DST';
@@ -16,11 +16,22 @@ export interface CircuitBreakerThresholds {
   readonly maxRetries: number;
 }
 
+/** `outlier_detection`, with Envoy's defaults (success-rate and failure-percentage detection are not implemented). */
 export interface OutlierDetection {
   readonly consecutive5xx: number;
+  /** Percent chance an ejection by consecutive 5xx is enforced (default 100). */
+  readonly enforcingConsecutive5xx: number;
   readonly consecutiveGatewayFailure: number;
+  /** Default 0: gateway failures are counted but do not eject unless enforced. */
+  readonly enforcingConsecutiveGatewayFailure: number;
+  /** When false (default), local-origin failures (connect failure, timeout, reset) count as 503/504 responses. */
+  readonly splitExternalLocalOriginErrors: boolean;
+  readonly consecutiveLocalOriginFailure: number;
+  readonly enforcingConsecutiveLocalOriginFailure: number;
   readonly intervalMs: number;
   readonly baseEjectionTimeMs: number;
+  /** Cap of base ejection time × number of ejections (default 300 s). */
+  readonly maxEjectionTimeMs: number;
   readonly maxEjectionPercent: number;
 }
 
@@ -55,10 +66,31 @@ export interface ClusterConfig {
    * proxy's inbound passthrough from its own outbound calls (docs/capture.md).
    */
   readonly bindAddresses: { readonly v4: string | null; readonly v6: string | null };
+  /**
+   * `common_lb_config.healthy_panic_threshold` (percent, default 50): when fewer hosts than this are available
+   * (healthy and not ejected), the balancer ignores health and uses them all; 0 disables panic (Istio sets
+   * DestinationRule `outlierDetection.minHealthPercent`, default 0).
+   */
+  readonly healthyPanicThreshold: number;
+  /** HttpProtocolOptions `common_http_protocol_options` (null = Envoy's defaults: unlimited, 1 h idle). */
+  readonly maxRequestsPerConnection: number | null;
+  readonly idleTimeoutMs: number | null;
 }
 
 const TYPES: readonly ClusterType[] = ['STATIC', 'STRICT_DNS', 'LOGICAL_DNS', 'EDS', 'ORIGINAL_DST'];
 const POLICIES: readonly LbPolicy[] = ['ROUND_ROBIN', 'LEAST_REQUEST', 'RANDOM', 'RING_HASH', 'MAGLEV', 'CLUSTER_PROVIDED'];
+
+function percent(o: Obj, key: string, path: string, dflt: number): number {
+  const v = wrapped(o, key, path) ?? dflt;
+  if (v < 0 || v > 100) fail(join(path, key), 'must be between 0 and 100');
+  return v;
+}
+
+function positiveMs(o: Obj, key: string, path: string, dflt: number): number {
+  const v = durationMs(o, key, path) ?? dflt;
+  if (v <= 0) fail(join(path, key), 'must be positive');
+  return v;
+}
 
 function decodeBindConfig(b: Obj | undefined, p: string): ClusterConfig['bindAddresses'] {
   const out: { v4: string | null; v6: string | null } = { v4: null, v6: null };
@@ -90,21 +122,40 @@ export function decodeCluster(o: Obj): ClusterConfig {
     maxRetries: wrapped(t, 'max_retries', p) ?? 3,
   })).find((t) => t.priority === 'DEFAULT');
   const od = obj(o, 'outlier_detection', '');
+  const odp = 'outlier_detection';
   const outlierDetection: OutlierDetection | null = od ? {
-    consecutive5xx: wrapped(od, 'consecutive_5xx', 'outlier_detection') ?? 5,
-    consecutiveGatewayFailure: wrapped(od, 'consecutive_gateway_failure', 'outlier_detection') ?? 0,
-    intervalMs: durationMs(od, 'interval', 'outlier_detection') ?? 10000,
-    baseEjectionTimeMs: durationMs(od, 'base_ejection_time', 'outlier_detection') ?? 30000,
-    maxEjectionPercent: wrapped(od, 'max_ejection_percent', 'outlier_detection') ?? 10,
+    consecutive5xx: wrapped(od, 'consecutive_5xx', odp) ?? 5,
+    enforcingConsecutive5xx: percent(od, 'enforcing_consecutive_5xx', odp, 100),
+    consecutiveGatewayFailure: wrapped(od, 'consecutive_gateway_failure', odp) ?? 5,
+    enforcingConsecutiveGatewayFailure: percent(od, 'enforcing_consecutive_gateway_failure', odp, 0),
+    splitExternalLocalOriginErrors: od.split_external_local_origin_errors === true,
+    consecutiveLocalOriginFailure: wrapped(od, 'consecutive_local_origin_failure', odp) ?? 5,
+    enforcingConsecutiveLocalOriginFailure: percent(od, 'enforcing_consecutive_local_origin_failure', odp, 100),
+    intervalMs: positiveMs(od, 'interval', odp, 10000),
+    baseEjectionTimeMs: positiveMs(od, 'base_ejection_time', odp, 30000),
+    maxEjectionTimeMs: positiveMs(od, 'max_ejection_time', odp, 300000),
+    maxEjectionPercent: percent(od, 'max_ejection_percent', odp, 10),
   } : null;
+  const clb = obj(o, 'common_lb_config', '');
+  const panic = clb ? obj(clb, 'healthy_panic_threshold', 'common_lb_config') : undefined;
+  const healthyPanicThreshold = panic ? num(panic, 'value', 'common_lb_config.healthy_panic_threshold') ?? 0 : 50;
+  if (healthyPanicThreshold < 0 || healthyPanicThreshold > 100) fail('common_lb_config.healthy_panic_threshold.value', 'must be between 0 and 100');
   let http2 = obj(o, 'http2_protocol_options', '') !== undefined;
   let useDownstreamProtocol = false;
+  let maxRequestsPerConnection: number | null = null;
+  let idleTimeoutMs: number | null = null;
   const tepo = obj(o, 'typed_extension_protocol_options', '');
   if (tepo) {
     for (const [k, v] of Object.entries(tepo)) {
       const p = `typed_extension_protocol_options["${k}"]`;
       if (!isObj(v)) fail(p, 'must be a message');
       if (v['@type'] !== EXT_TYPE_URL.httpProtocolOptions) continue;
+      const common = obj(v, 'common_http_protocol_options', p);
+      if (common) {
+        const cp = join(p, 'common_http_protocol_options');
+        maxRequestsPerConnection = wrapped(common, 'max_requests_per_connection', cp) ?? null;
+        idleTimeoutMs = durationMs(common, 'idle_timeout', cp) ?? null;
+      }
       const explicit = obj(v, 'explicit_http_config', p);
       if (explicit && obj(explicit, 'http2_protocol_options', join(p, 'explicit_http_config'))) http2 = true;
       if (obj(v, 'use_downstream_protocol_config', p)) useDownstreamProtocol = true;
@@ -136,6 +187,9 @@ export function decodeCluster(o: Obj): ClusterConfig {
     http2,
     useDownstreamProtocol,
     loadAssignment,
+    healthyPanicThreshold,
+    maxRequestsPerConnection: maxRequestsPerConnection || null,
+    idleTimeoutMs: idleTimeoutMs || null,
     bindAddresses: decodeBindConfig(obj(o, 'upstream_bind_config', ''), 'upstream_bind_config'),
     ringHash: lbPolicy === 'RING_HASH' ? { minimumRingSize: Number((rh && wrapped(rh, 'minimum_ring_size', 'ring_hash_lb_config')) || 1024) } : null,
   });

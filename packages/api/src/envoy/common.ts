@@ -60,6 +60,28 @@ export interface TlsContext {
   /** SANs the peer must present (`match_typed_subject_alt_names` / `match_subject_alt_names`), any of them. */
   readonly matchSubjectAltNames: readonly { readonly type: 'URI' | 'DNS' | 'EMAIL' | 'IP_ADDRESS'; readonly match: StringMatch }[];
   readonly alpn: readonly string[];
+  /** `tls_params`: protocol versions (node:tls names) and OpenSSL cipher names; absent = the proxy's defaults. */
+  readonly tlsParams?: TlsParams;
+}
+
+export type TlsVersion = 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3';
+export interface TlsParams {
+  readonly minVersion: TlsVersion | null;
+  readonly maxVersion: TlsVersion | null;
+  readonly cipherSuites: readonly string[];
+}
+
+const TLS_VERSIONS: Readonly<Record<string, TlsVersion | null>> = { TLS_AUTO: null, TLSv1_0: 'TLSv1', TLSv1_1: 'TLSv1.1', TLSv1_2: 'TLSv1.2', TLSv1_3: 'TLSv1.3' };
+
+function decodeTlsParams(o: Obj | undefined, path: string): TlsParams | undefined {
+  if (o === undefined) return undefined;
+  const version = (key: string): TlsVersion | null => {
+    const v = o[key];
+    if (v === undefined || v === null) return null;
+    if (typeof v === 'string' && Object.hasOwn(TLS_VERSIONS, v)) return TLS_VERSIONS[v]!;
+    return fail(join(path, key), `must be one of ${Object.keys(TLS_VERSIONS).join(', ')}`);
+  };
+  return { minVersion: version('tls_minimum_protocol_version'), maxVersion: version('tls_maximum_protocol_version'), cipherSuites: arr(o, 'cipher_suites', path).map((s, i) => (typeof s === 'string' ? s : fail(join(join(path, 'cipher_suites'), i), 'must be a string'))) };
 }
 
 export interface DownstreamTls extends TlsContext {
@@ -101,7 +123,8 @@ function decodeCommonTls(o: Obj, path: string): TlsContext {
     }))) sans.push(m);
     for (const m of list(validation, 'match_subject_alt_names', vp, (s, p) => decodeStringMatcher(s, p))) sans.push({ type: 'URI', match: m });
   }
-  return { certificateSds, validationSds, matchSubjectAltNames: sans, alpn: [...new Set([...(c.alpn_protocols as string[] | undefined ?? [])])] };
+  const tlsParams = decodeTlsParams(obj(c, 'tls_params', cp), join(cp, 'tls_params'));
+  return { certificateSds, validationSds, matchSubjectAltNames: sans, alpn: [...new Set([...(c.alpn_protocols as string[] | undefined ?? [])])], ...(tlsParams ? { tlsParams } : {}) };
 }
 
 export function decodeDownstreamTls(o: Obj, path: string): DownstreamTls {

@@ -1,5 +1,6 @@
 /** `envoy.config.listener.v3.Listener` → ListenerConfig. */
 import { EXT_TYPE_URL } from '../type-urls.js';
+import { type AccessLogConfig, type TracingConfig, decodeAccessLogs, decodeTracing } from './access-log.js';
 import { HTTP_FILTER_DECODERS, NETWORK_FILTER_DECODERS, decodeFilterConfig } from './filter-configs.js';
 import { type DownstreamTls, type SocketAddress, decodeAddress, decodeTransportSocket } from './common.js';
 import { type Obj, deepFreeze, fail, join, list, num, obj, reqObj, reqStr, str, strs, wrapped, wrappedBool } from './read.js';
@@ -41,6 +42,10 @@ export interface HttpConnectionManager {
   readonly mergeSlashes: boolean;
   /** `use_remote_address`: the connection's peer is the client (edge proxies); x-forwarded-for is appended. */
   readonly useRemoteAddress: boolean;
+  /** `access_log`: file/stdout loggers (empty = no access log from the control plane). */
+  readonly accessLog: readonly AccessLogConfig[];
+  /** `tracing` (sampling and the Zipkin collector), or null. */
+  readonly tracing: TracingConfig | null;
 }
 
 export interface TcpProxy {
@@ -49,6 +54,7 @@ export interface TcpProxy {
   readonly cluster: string | null;
   readonly weightedClusters: readonly { readonly name: string; readonly weight: number }[] | null;
   readonly idleTimeoutMs: number | null;
+  readonly accessLog: readonly AccessLogConfig[];
 }
 
 export interface OtherNetworkFilter {
@@ -114,6 +120,8 @@ function decodeHcm(tc: Obj, p: string): HttpConnectionManager {
     normalizePath: wrappedBool(tc, 'normalize_path', p) ?? false,
     mergeSlashes: tc.merge_slashes === true,
     useRemoteAddress: wrappedBool(tc, 'use_remote_address', p) ?? false,
+    accessLog: decodeAccessLogs(tc, p),
+    tracing: decodeTracing(tc, p),
   };
 }
 
@@ -122,7 +130,7 @@ function decodeTcpProxy(tc: Obj, p: string): TcpProxy {
   const wc = obj(tc, 'weighted_clusters', p);
   const weightedClusters = wc ? list(wc, 'clusters', join(p, 'weighted_clusters'), (c, cp) => ({ name: reqStr(c, 'name', cp), weight: num(c, 'weight', cp) ?? 0 })) : null;
   if (!cluster && !weightedClusters?.length) fail(join(p, 'cluster'), 'required (or weighted_clusters)');
-  return { kind: 'tcp', statPrefix: str(tc, 'stat_prefix', p) ?? '', cluster: weightedClusters?.length ? null : cluster, weightedClusters: weightedClusters?.length ? weightedClusters : null, idleTimeoutMs: null };
+  return { kind: 'tcp', statPrefix: str(tc, 'stat_prefix', p) ?? '', cluster: weightedClusters?.length ? null : cluster, weightedClusters: weightedClusters?.length ? weightedClusters : null, idleTimeoutMs: null, accessLog: decodeAccessLogs(tc, p) };
 }
 
 function decodeFilterChain(fc: Obj, p: string): FilterChain {

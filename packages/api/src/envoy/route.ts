@@ -1,6 +1,7 @@
 /** `envoy.config.route.v3.RouteConfiguration` → RouteConfig (also used for HCM's inline `route_config`). */
 import { type HeaderToAdd, type StringMatch, decodeHeadersToAdd, decodeStringMatcher, lowerStrs } from './common.js';
 import { PER_ROUTE_DECODERS, decodeFilterConfig } from './filter-configs.js';
+import { type FractionalPercent, decodeFractionalPercent } from './fault.js';
 import { type Obj, bool, deepFreeze, durationMs, enumOf, fail, join, list, num, obj, regex, reqStr, str, strs, wrapped } from './read.js';
 
 export interface HeaderMatch {
@@ -35,10 +36,28 @@ export interface WeightedCluster {
   readonly responseHeadersToRemove: readonly string[];
 }
 
+/** `envoy.config.route.v3.RetryPolicy`, with Envoy's defaults filled in (docs/proxy.md "Timeouts and retries"). */
 export interface RetryPolicy {
+  /** The `retry_on` conditions as written (unknown ones are kept and ignored by the proxy, as Envoy does). */
   readonly retryOn: readonly string[];
+  /** Retries after the first attempt (`num_retries`, default 1). */
   readonly numRetries: number;
+  /** Bounds each attempt until its response head is forwarded; null = only the route timeout. */
   readonly perTryTimeoutMs: number | null;
+  /** Bounds the silence between events of one attempt (head, body chunks), also while the response streams; null = none. */
+  readonly perTryIdleTimeoutMs: number | null;
+  /** For `retriable-status-codes`. */
+  readonly retriableStatusCodes: readonly number[];
+  /** For `retriable-headers`: a response matching any of these is retried. */
+  readonly retriableHeaders: readonly HeaderMatch[];
+  /** When non-empty, only requests matching one of these are retried at all. */
+  readonly retriableRequestHeaders: readonly HeaderMatch[];
+  /** `retry_back_off`: base 25 ms and max 10 × base unless set. */
+  readonly backOff: { readonly baseIntervalMs: number; readonly maxIntervalMs: number };
+  /** `retry_host_predicate` extension names (e.g. `envoy.retry_host_predicates.previous_hosts`). */
+  readonly retryHostPredicates: readonly string[];
+  /** `host_selection_retry_max_attempts` (default 1): how often host selection is redone while a predicate rejects the host. */
+  readonly hostSelectionRetryMaxAttempts: number;
 }
 
 export type HashPolicy =
@@ -59,6 +78,17 @@ export interface ForwardAction {
   readonly timeoutMs: number;
   readonly retryPolicy: RetryPolicy | null;
   readonly hashPolicy: readonly HashPolicy[];
+  /** `request_mirror_policies`: copies of the request go to each cluster for the fraction of requests given. */
+  readonly requestMirrorPolicies: readonly MirrorPolicy[];
+}
+
+/** `RouteAction.RequestMirrorPolicy` (Istio's `mirror` / `mirrors` with `mirrorPercentage`). */
+export interface MirrorPolicy {
+  readonly cluster: string;
+  /** `runtime_fraction.default_value`; 100 % when unset (Envoy mirrors every request then). */
+  readonly fraction: FractionalPercent;
+  /** `disable_shadow_host_suffix_append`: keep the authority as it is instead of appending `-shadow`. */
+  readonly keepAuthority: boolean;
 }
 
 export interface RedirectAction {
@@ -153,7 +183,7 @@ function decodeHeaderMatch(h: Obj, p: string): HeaderMatch {
   return { name, match: null, present: true, invert };
 }
 
-function decodeMatch(m: Obj, p: string): RouteMatch {
+export function decodeMatch(m: Obj, p: string): RouteMatch {
   const caseSensitive = m.case_sensitive === undefined || m.case_sensitive === null ? true : (m.case_sensitive as { value?: boolean }).value !== false;
   const headers = list(m, 'headers', p, decodeHeaderMatch);
   const queryParameters = list(m, 'query_parameters', p, (q, qp): QueryMatch => {
@@ -176,7 +206,36 @@ function decodeMatch(m: Obj, p: string): RouteMatch {
 function decodeRetry(r: Obj | undefined, p: string): RetryPolicy | null {
   if (!r) return null;
   const retryOn = (str(r, 'retry_on', p) ?? '').split(',').map((s) => s.trim()).filter(Boolean);
-  return { retryOn, numRetries: wrapped(r, 'num_retries', p) ?? 1, perTryTimeoutMs: durationMs(r, 'per_try_timeout', p) ?? null };
+  const rawCodes = r.retriable_status_codes ?? [];
+  if (!Array.isArray(rawCodes)) fail(join(p, 'retriable_status_codes'), 'must be a list');
+  const codes = (rawCodes as unknown[]).map((c, i) => {
+    const n = typeof c === 'string' ? Number(c) : c;
+    return typeof n === 'number' && Number.isInteger(n) && n >= 100 && n <= 599 ? n : fail(join(join(p, 'retriable_status_codes'), i), 'must be an HTTP status 100-599');
+  });
+  const bo = obj(r, 'retry_back_off', p);
+  let backOff = { baseIntervalMs: 25, maxIntervalMs: 250 };
+  if (bo) {
+    const bp = join(p, 'retry_back_off');
+    const base = durationMs(bo, 'base_interval', bp) ?? fail(join(bp, 'base_interval'), 'required');
+    if (base <= 0) fail(join(bp, 'base_interval'), 'must be greater than 0');
+    const max = durationMs(bo, 'max_interval', bp) ?? base * 10;
+    if (max < base) fail(join(bp, 'max_interval'), 'must be at least base_interval');
+    backOff = { baseIntervalMs: base, maxIntervalMs: max };
+  }
+  const hostAttempts = num(r, 'host_selection_retry_max_attempts', p) ?? 1;
+  if (!Number.isInteger(hostAttempts) || hostAttempts < 0) fail(join(p, 'host_selection_retry_max_attempts'), 'must be a non-negative integer');
+  return {
+    retryOn,
+    numRetries: wrapped(r, 'num_retries', p) ?? 1,
+    perTryTimeoutMs: durationMs(r, 'per_try_timeout', p) || null,
+    perTryIdleTimeoutMs: durationMs(r, 'per_try_idle_timeout', p) || null,
+    retriableStatusCodes: Object.freeze(codes),
+    retriableHeaders: list(r, 'retriable_headers', p, decodeHeaderMatch),
+    retriableRequestHeaders: list(r, 'retriable_request_headers', p, decodeHeaderMatch),
+    backOff,
+    retryHostPredicates: list(r, 'retry_host_predicate', p, (h, hp) => reqStr(h, 'name', hp)),
+    hostSelectionRetryMaxAttempts: hostAttempts,
+  };
 }
 
 function decodeForward(a: Obj, p: string): ForwardAction {
@@ -226,6 +285,15 @@ function decodeForward(a: Obj, p: string): ForwardAction {
     timeoutMs: durationMs(a, 'timeout', p) ?? 15000,
     retryPolicy: decodeRetry(obj(a, 'retry_policy', p), join(p, 'retry_policy')),
     hashPolicy,
+    requestMirrorPolicies: list(a, 'request_mirror_policies', p, (m, mp): MirrorPolicy => {
+      const rf = obj(m, 'runtime_fraction', mp);
+      const rfp = join(mp, 'runtime_fraction');
+      return {
+        cluster: reqStr(m, 'cluster', mp),
+        fraction: decodeFractionalPercent(rf ? obj(rf, 'default_value', rfp) : undefined, join(rfp, 'default_value'), { numerator: 100, denominator: 100 }),
+        keepAuthority: bool(m, 'disable_shadow_host_suffix_append'),
+      };
+    }),
   };
 }
 
@@ -282,7 +350,7 @@ function decodeVirtualHost(v: Obj, p: string): VirtualHost {
     ...headerOps(v, p),
     retryPolicy: decodeRetry(obj(v, 'retry_policy', p), join(p, 'retry_policy')),
     typedPerFilterConfig: perFilterConfigs(v, p),
-    requireTls: enumOf(v, 'require_tls', p, ['NONE', 'EXTERNAL_ONLY', 'ALL'], 'NONE'),
+    requireTls: enumOf(v, 'require_tls', p, ['NONE', 'EXTERNAL_ONLY', 'ALL'] as const, 'NONE'),
   };
 }
 

@@ -332,7 +332,10 @@ function loadMaterial(dir: string, source: 'state-dir' | 'plugin-dir', clock: ()
   let keyText: string;
   try {
     const st = statSync(keyPath);
-    if ((st.mode & 0o077) !== 0) {
+    // A Kubernetes Secret volume (its `..data` link marks it) makes files group-readable for the pod's fsGroup and
+    // cannot be chmod'ed: there group read is the pod's own access, so only write bits and other access are refused.
+    const allowed = source === 'plugin-dir' && existsSync(join(dir, '..data')) ? 0o040 : 0;
+    if ((st.mode & 0o077 & ~allowed) !== 0) {
       throw caError('TRELLIS_ERR_CA_KEY_PERMISSIONS',
         `${keyPath}: mode ${(st.mode & 0o777).toString(8)} lets group/other read the CA key; run chmod 600 ${keyPath}`);
     }

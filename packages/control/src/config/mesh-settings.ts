@@ -9,7 +9,7 @@
  * A MeshConfig is what an operator edits at run time, so it wins over the process's start-up flags; the flags are the
  * defaults "under" it. Only fields a MeshConfig actually sets override anything.
  */
-import type { SourceKind } from '@trellis/model';
+import type { MeshNetwork, SourceKind } from '@trellis/model';
 import type { MeshSettings } from '../snapshot/types.js';
 
 export const DEFAULT_REGISTRY_PRIORITY: readonly SourceKind[] = Object.freeze(['kubernetes', 'file', 'consul', 'eureka', 'control']);
@@ -31,7 +31,7 @@ export interface MeshConfigLike {
   readonly spec: unknown;
 }
 
-const KINDS: readonly SourceKind[] = ['kubernetes', 'file', 'consul', 'eureka', 'control'];
+const KINDS: readonly SourceKind[] = ['kubernetes', 'file', 'consul', 'eureka', 'trellis', 'control'];
 
 /** The fields of one MeshConfig spec that set something, as a partial MeshSettings. */
 export function meshOverrides(spec: unknown): Partial<MeshSettings> {
@@ -48,9 +48,20 @@ export function meshOverrides(spec: unknown): Partial<MeshSettings> {
   const ci = str('clusterId'); if (ci) out.clusterId = ci;
   const nw = str('network'); if (nw !== undefined) out.network = nw;
   const ds = str('domainSuffix'); if (ds) out.domainSuffix = ds;
+  // The networks table is replaced as a whole by the MeshConfig that sets it (like any other field).
+  const nets = s.networks;
+  if (nets !== null && typeof nets === 'object' && !Array.isArray(nets)) out.networks = nets as Readonly<Record<string, MeshNetwork>>;
   const otp = s.outboundTrafficPolicy;
   const mode = typeof otp === 'string' ? otp : otp && typeof otp === 'object' ? (otp as Record<string, unknown>).mode : undefined;
   if (mode === 'REGISTRY_ONLY') out.outboundTrafficPolicy = mode;
+  const alf = str('accessLogFile');
+  if (alf !== undefined) {
+    // An empty accessLogFile turns access logs off (Istio), also over an earlier MeshConfig that set one.
+    const enc = str('accessLogEncoding');
+    out.accessLog = alf === '' ? undefined : Object.freeze({ path: alf, encoding: enc === 'JSON' ? 'JSON' : 'TEXT', format: str('accessLogFormat') ?? '' });
+  }
+  const tracing = meshTracing(s);
+  if (tracing !== undefined || s.enableTracing === false) out.tracing = tracing;
   const rp = s.registryPriority;
   if (Array.isArray(rp) && rp.every((k) => KINDS.includes(k as SourceKind))) {
     // Kinds not listed keep their default relative order after the listed ones.
@@ -58,6 +69,21 @@ export function meshOverrides(spec: unknown): Partial<MeshSettings> {
     if (listed.join() !== DEFAULT_REGISTRY_PRIORITY.slice(0, listed.length).join()) out.registryPriority = Object.freeze([...listed, ...DEFAULT_REGISTRY_PRIORITY.filter((k) => !listed.includes(k))]);
   }
   return out;
+}
+
+/**
+ * `defaultConfig.tracing` (sampling percent, Istio's default 1; Zipkin address) and `enableTracing: false`, which
+ * turns tracing off (no `tracing` on HCMs). Undefined when the spec says nothing about tracing.
+ */
+function meshTracing(s: Record<string, unknown>): MeshSettings['tracing'] | undefined {
+  if (s.enableTracing === false) return undefined;
+  const dc = s.defaultConfig;
+  const t = dc && typeof dc === 'object' ? (dc as Record<string, unknown>).tracing : undefined;
+  if (!t || typeof t !== 'object') return undefined;
+  const tr = t as Record<string, unknown>;
+  const sampling = typeof tr.sampling === 'number' && tr.sampling >= 0 && tr.sampling <= 100 ? tr.sampling : 1;
+  const z = tr.zipkin && typeof tr.zipkin === 'object' ? (tr.zipkin as Record<string, unknown>).address : undefined;
+  return Object.freeze({ sampling, zipkinAddress: typeof z === 'string' && z !== '' ? z : null });
 }
 
 export interface MeshDefaults {

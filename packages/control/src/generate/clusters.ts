@@ -23,7 +23,9 @@ import { EXT_TYPE_URL, toStruct } from '@trellis/api';
 import type { ServicePort, WorkloadEntry } from '@trellis/model';
 import type { GeneratedResource, MeshService, ProxyNode, Snapshot } from '../snapshot/types.js';
 import { destinationRuleFor, effectivePolicy, type TrafficPolicy } from './destination-rules.js';
-import { endpointAddress, loadAssignment, workloadTlsMode } from './endpoints.js';
+import { endpointAddress, loadAssignment, splitHorizon, workloadTlsMode } from './endpoints.js';
+import { Networks } from './networks.js';
+import { eastWestClusters } from './listeners/east-west.js';
 import { ownWorkloadPorts } from './workload.js';
 import { mtlsModeFor } from './mtls.js';
 import {
@@ -196,7 +198,9 @@ export function outboundCluster(snapshot: Snapshot, proxy: ProxyNode, ms: MeshSe
       break;
     case 'DNS':
     case 'DNS_ROUND_ROBIN': {
-      const assignment = dnsAssignment(name, ms, port, endpoints, proxyless);
+      // Split horizon for inline endpoints too (networks.ts): other networks' endpoints become their gateways.
+      const networks = new Networks(snapshot);
+      const assignment = dnsAssignment(name, ms, port, splitHorizon(endpoints, port, networks.proxyNetwork(proxy.network), networks, !proxyless), proxyless);
       if (proxyless) {
         const eps = (assignment.endpoints as Obj[]).flatMap((e) => e.lb_endpoints as Obj[]);
         if (eps.length !== 1) return undefined;
@@ -218,8 +222,10 @@ export function outboundCluster(snapshot: Snapshot, proxy: ProxyNode, ms: MeshSe
   Object.assign(c, svc.resolution === 'NONE' ? { lb_policy: 'CLUSTER_PROVIDED' } : lbPolicy(policy, proxyless));
   const od = outlierDetection(policy);
   if (od !== undefined) c.outlier_detection = od;
-  const minHealth = policy?.outlierDetection?.minHealthPercent;
-  if (minHealth !== undefined && !proxyless) c.common_lb_config = { healthy_panic_threshold: { value: minHealth } };
+  // Endpoints are sent with their health (a failing readiness probe makes one UNHEALTHY), so Envoy's default panic
+  // threshold (50 %) would send traffic to unready endpoints once half are down: as Istio does when it sends
+  // unhealthy endpoints, panic is off unless DestinationRule's `minHealthPercent` asks for it.
+  if (!proxyless) c.common_lb_config = { healthy_panic_threshold: { value: policy?.outlierDetection?.minHealthPercent ?? 0 } };
   if (proxyless) return c;
   c.circuit_breakers = circuitBreakers(policy);
   const tcpKeepalive = policy?.connectionPool?.tcp?.tcpKeepalive;
@@ -295,6 +301,7 @@ export function generateClusters(snapshot: Snapshot, proxy: ProxyNode): readonly
   if (proxy.type === 'sidecar') {
     for (const p of ownWorkloadPorts(snapshot, proxy)) out.push(inboundCluster(p.port, p.protocol));
   }
+  if (proxy.type === 'router') out.push(...eastWestClusters(snapshot, proxy));
   if (proxy.type !== 'proxyless') out.push(...fixedClusters());
   return out.map((body) => ({ name: body.name as string, body }));
 }

@@ -8,13 +8,22 @@
  * false) localities get priorities by proximity to the proxy: same region/zone/subzone 0, same zone 1, same region 2,
  * a `failover` target region 3, others 4 (compacted so they are consecutive), which is Istio's failover; a matching
  * `distribute` rule sets locality weights instead.
+ *
+ * Split horizon (networks.ts, `splitHorizon` below): a proxy gets the endpoints of its own network directly and, for
+ * every other network, that network's gateways in their place (same locality, weighted by the endpoints behind
+ * them, marked `tlsMode: istio` so the client speaks mesh mTLS with SNI `outbound_.<port>_.<subset>_.<host>`);
+ * networks without a gateway are dropped. East-west gateways get their SNI clusters' local endpoints
+ * (listeners/east-west.ts).
  */
 import { toStruct } from '@trellis/api';
 import type { ServiceEntry, ServicePort, WorkloadEntry } from '@trellis/model';
-import type { GeneratedResource, MeshService, ProxyNode, Snapshot } from '../snapshot/types.js';
+import type { GeneratedResource, ProxyNode, Snapshot } from '../snapshot/types.js';
 import { destinationRuleFor, effectivePolicy, type TrafficPolicy } from './destination-rules.js';
 import { outboundClusterName } from './names.js';
 import { u32 } from './proto.js';
+import { eastWestEndpoints } from './listeners/east-west.js';
+import { Networks, sameNetwork } from './networks.js';
+import { localityByAddress, proxyLocality } from './proxy-locality.js';
 import { labelsMatch, visibleServices } from './scope.js';
 
 type Obj = Record<string, unknown>;
@@ -141,9 +150,64 @@ export function loadAssignment(clusterName: string, port: ServicePort, workloads
   return { cluster_name: clusterName, endpoints };
 }
 
-/** Endpoints of a service that can take traffic on a port: same network as the mesh, not on another network. */
-function portEndpoints(ms: MeshService, network: string): readonly WorkloadEntry[] {
-  return ms.endpoints.filter((w) => w.network === '' || network === '' || w.network === network);
+/** The auto-mTLS mode label value of gateway endpoints: traffic through a network gateway is always mesh mTLS. */
+const VIA_GATEWAY_LABELS: Readonly<Record<string, string>> = Object.freeze({ [TLS_MODE_LABEL]: 'istio' });
+
+/**
+ * Split horizon (Istio's EndpointsByNetworkFilter): the endpoints a proxy on `proxyNetwork` gets for one cluster.
+ * Endpoints on the proxy's network (or on the unknown network '') are kept as they are. The endpoints of every other
+ * network are replaced, per locality, by that network's gateways: one endpoint per gateway address, in the same
+ * locality (so locality failover still orders them), weighted by the summed weight of the healthy endpoints it
+ * stands for, split evenly among the network's gateways. Only endpoints that run a proxy (`tlsMode: istio`) count:
+ * a gateway forwards mesh mTLS by SNI and nothing else. A network without gateways is unreachable: its endpoints
+ * are dropped. `viaGateways: false` (proxyless gRPC clients, which cannot do mesh mTLS) drops every other network.
+ */
+export function splitHorizon(endpoints: readonly WorkloadEntry[], port: ServicePort, proxyNetwork: string, networks: Networks, viaGateways: boolean): readonly WorkloadEntry[] {
+  const local: WorkloadEntry[] = [];
+  // network → locality → summed weight of the endpoints behind the network's gateways
+  const remote = new Map<string, Map<string, number>>();
+  for (const w of endpoints) {
+    const net = networks.workloadNetwork(w);
+    if (sameNetwork(net, proxyNetwork)) {
+      local.push(w);
+      continue;
+    }
+    if (!viaGateways || workloadTlsMode(w) !== 'istio' || w.health === 'UNHEALTHY' || w.health === 'DRAINING') continue;
+    const byLocality = remote.get(net) ?? new Map<string, number>();
+    byLocality.set(w.locality, (byLocality.get(w.locality) ?? 0) + Math.max(1, w.weight));
+    remote.set(net, byLocality);
+  }
+  if (remote.size === 0) return local;
+  const out = [...local];
+  for (const net of [...remote.keys()].sort()) {
+    const gateways = networks.gateways(net);
+    if (gateways.length === 0) continue;
+    for (const [locality, weight] of [...remote.get(net)!.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+      const share = Math.max(1, Math.round(weight / gateways.length));
+      for (const gw of gateways) {
+        out.push(Object.freeze({
+          name: `gateway:${net}:${gw.address}:${gw.port}`,
+          namespace: '',
+          address: gw.address,
+          ports: Object.freeze({ [port.name]: gw.port }),
+          labels: VIA_GATEWAY_LABELS,
+          serviceAccount: '',
+          locality,
+          network: net,
+          weight: share,
+          health: 'HEALTHY',
+          services: Object.freeze([]),
+          source: Object.freeze({ kind: 'control', shard: `network:${net}` }),
+        } satisfies WorkloadEntry));
+      }
+    }
+  }
+  return out;
+}
+
+/** The endpoints on the proxy's own network only (what an east-west gateway forwards to). */
+export function localEndpoints(endpoints: readonly WorkloadEntry[], proxyNetwork: string, networks: Networks): readonly WorkloadEntry[] {
+  return endpoints.filter((w) => sameNetwork(networks.workloadNetwork(w), proxyNetwork));
 }
 
 /**
@@ -164,24 +228,31 @@ export function localitySettings(policy: TrafficPolicy | undefined, proxyLocalit
 /** Every EDS cluster name with its load assignment, for the services the proxy sees. */
 export function generateEndpoints(snapshot: Snapshot, proxy: ProxyNode): readonly GeneratedResource[] {
   const out: GeneratedResource[] = [];
+  const networks = new Networks(snapshot);
+  const proxyNetwork = networks.proxyNetwork(proxy.network);
+  const viaGateways = proxy.type !== 'proxyless';
+  const fromLocality = proxyLocality(proxy, localityByAddress(snapshot));
   for (const ms of visibleServices(snapshot, proxy)) {
     const svc = ms.service;
     if (!usesEds(svc)) continue;
     const dr = destinationRuleFor(snapshot, proxy, svc.hostname, svc.namespace);
-    const endpoints = portEndpoints(ms, proxy.network);
     const tlsMetadata = svc.location === 'MESH_INTERNAL' && proxy.type !== 'proxyless';
     for (const port of svc.ports) {
+      const endpoints = splitHorizon(ms.endpoints, port, proxyNetwork, networks, viaGateways);
       const subsets: (string | undefined)[] = [undefined, ...(dr?.spec.subsets ?? []).map((s) => s.name)];
       for (const subset of subsets) {
         const name = outboundClusterName(port.number, subset, svc.hostname);
         const subsetLabels = subset === undefined ? undefined : dr?.spec.subsets?.find((s) => s.name === subset)?.labels ?? {};
-        const locality = localitySettings(effectivePolicy(dr, port.number, subset), proxy.locality);
+        const locality = localitySettings(effectivePolicy(dr, port.number, subset), fromLocality);
+        // Subsets select by the real endpoints' labels, so split the subset's endpoints, not the service's.
+        const selected = subsetLabels === undefined ? endpoints : splitHorizon(subsetEndpoints(ms.endpoints, subsetLabels), port, proxyNetwork, networks, viaGateways);
         out.push({
           name,
-          body: loadAssignment(name, port, subsetEndpoints(endpoints, subsetLabels), { tlsMetadata, ...(locality !== undefined ? { locality } : {}) }),
+          body: loadAssignment(name, port, selected, { tlsMetadata: tlsMetadata || selected.some((w) => w.source.kind === 'control' && w.source.shard.startsWith('network:')), ...(locality !== undefined ? { locality } : {}) }),
         });
       }
     }
   }
+  if (proxy.type === 'router') out.push(...eastWestEndpoints(snapshot, proxy, networks));
   return out;
 }

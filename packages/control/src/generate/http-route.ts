@@ -185,6 +185,8 @@ function corsConfig(c: CorsPolicy): Obj {
   if (c.exposeHeaders !== undefined) out.expose_headers = c.exposeHeaders.join(',');
   if (c.maxAge !== undefined) out.max_age = String(Math.floor(c.maxAge / 1000));
   if (c.allowCredentials !== undefined) out.allow_credentials = { value: c.allowCredentials };
+  // Envoy forwards a preflight whose origin matches nothing (the default, Istio's FORWARD); IGNORE answers it here.
+  if (c.unmatchedPreflights === 'IGNORE') out.forward_not_matching_preflights = { value: false };
   return out;
 }
 

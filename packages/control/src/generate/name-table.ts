@@ -24,6 +24,7 @@ const REGISTRY_NAME: Readonly<Record<SourceKind, string>> = Object.freeze({
   file: 'File',
   consul: 'Consul',
   eureka: 'Eureka',
+  trellis: 'External',
   control: 'External',
 });
 

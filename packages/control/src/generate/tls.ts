@@ -113,22 +113,52 @@ export function istioMutualDownstream(alpn: readonly string[]): Obj {
 export interface GatewayTlsSettings {
   readonly mode?: string;
   readonly credentialName?: string;
+  readonly credentialNames?: readonly string[];
+  readonly tlsCertificates?: readonly { readonly serverCertificate?: string; readonly privateKey?: string; readonly caCertificates?: string }[];
   readonly serverCertificate?: string;
   readonly privateKey?: string;
   readonly caCertificates?: string;
   readonly subjectAltNames?: readonly string[];
+  readonly minProtocolVersion?: string;
+  readonly maxProtocolVersion?: string;
+  readonly cipherSuites?: readonly string[];
 }
 
-/** Server side of a gateway's SIMPLE / MUTUAL / ISTIO_MUTUAL server. */
+/** Istio's `TLSV1_2` → Envoy's `TLSv1_2` (TLS_AUTO and unset keep the mesh default). */
+function envoyTlsVersion(v: string | undefined, dflt: string): string {
+  if (v === undefined || v === 'TLS_AUTO') return dflt;
+  return `TLSv${v.slice('TLSV'.length)}`;
+}
+
+/** The server's protocol versions and ciphers, as Istio writes them for gateways. */
+function gatewayTlsParams(tls: GatewayTlsSettings): Obj {
+  return {
+    tls_minimum_protocol_version: envoyTlsVersion(tls.minProtocolVersion, 'TLSv1_2'),
+    tls_maximum_protocol_version: envoyTlsVersion(tls.maxProtocolVersion, 'TLSv1_3'),
+    ...(tls.cipherSuites !== undefined && tls.cipherSuites.length > 0 ? { cipher_suites: [...tls.cipherSuites] } : {}),
+  };
+}
+
+/**
+ * Server side of a gateway's SIMPLE / MUTUAL / ISTIO_MUTUAL server. The certificate comes from `credentialName`
+ * (SDS `<name>`, clients' CA `<name>-cacert`), `credentialNames` / `tlsCertificates` (several key types: one SDS
+ * config each, the first one's CA), or the file paths (`file-cert:<cert>~<key>`, `file-root:<ca>`), as Istio names them.
+ */
 export function gatewayDownstream(tls: GatewayTlsSettings, alpn: readonly string[]): Obj {
   const mode = tls.mode ?? 'SIMPLE';
   if (mode === 'ISTIO_MUTUAL') return istioMutualDownstream(alpn);
-  const cert = tls.credentialName ?? (tls.serverCertificate !== undefined && tls.privateKey !== undefined ? `file-cert:${tls.serverCertificate}~${tls.privateKey}` : undefined);
-  const common: Obj = { tls_params: TLS_PARAMS, alpn_protocols: [...alpn] };
-  if (cert !== undefined) common.tls_certificate_sds_secret_configs = [sdsSecret(cert)];
+  const fileCert = (c: { serverCertificate?: string; privateKey?: string }) => (c.serverCertificate !== undefined && c.privateKey !== undefined ? `file-cert:${c.serverCertificate}~${c.privateKey}` : undefined);
+  const certs = tls.credentialName !== undefined ? [tls.credentialName]
+    : tls.credentialNames !== undefined ? [...tls.credentialNames]
+      : tls.tlsCertificates !== undefined ? tls.tlsCertificates.map(fileCert).filter((c): c is string => c !== undefined)
+        : [fileCert(tls)].filter((c): c is string => c !== undefined);
+  const common: Obj = { tls_params: gatewayTlsParams(tls), alpn_protocols: [...alpn] };
+  if (certs.length > 0) common.tls_certificate_sds_secret_configs = certs.map(sdsSecret);
   const ctx: Obj = { common_tls_context: common };
   if (mode === 'MUTUAL' || mode === 'OPTIONAL_MUTUAL') {
-    const ca = tls.credentialName !== undefined ? `${tls.credentialName}-cacert` : tls.caCertificates !== undefined ? `file-root:${tls.caCertificates}` : undefined;
+    const secretName = tls.credentialName ?? tls.credentialNames?.[0];
+    const caFile = tls.caCertificates ?? tls.tlsCertificates?.find((c) => c.caCertificates !== undefined)?.caCertificates;
+    const ca = secretName !== undefined ? `${secretName}-cacert` : caFile !== undefined ? `file-root:${caFile}` : undefined;
     const sans = tls.subjectAltNames ?? [];
     common.combined_validation_context = {
       default_validation_context: sans.length === 0 ? {} : { match_typed_subject_alt_names: sanMatchers(sans) },

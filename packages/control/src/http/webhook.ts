@@ -4,9 +4,9 @@
  * every violation as `path: reason`, exactly the messages `@trellis/model`'s decoders produce (the same text the
  * file registry and `trellisctl analyze` print), plus `status.details.causes` with one `{field, message}` each.
  *
- * Admitted without decoding: DELETE and CONNECT (nothing to validate), kinds outside the Istio and Trellis groups,
- * and kinds of those groups Trellis does not read (EnvoyFilter, Telemetry, …; answered with a warning). A body that
- * is not an AdmissionReview gets HTTP 400 with `{code, message}` naming what is missing.
+ * Admitted without decoding: DELETE and CONNECT (nothing to validate), subresource writes (`status`), kinds outside
+ * the Istio and Trellis groups, and kinds of those groups Trellis does not read (EnvoyFilter, Telemetry, …; answered
+ * with a warning). A body that is not an AdmissionReview gets HTTP 400 with `{code, message}` naming what is missing.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { decodeResource, formatViolation, kindTable, SUPPORTED_API_VERSIONS, type Violation } from '@trellis/model';
@@ -58,7 +58,8 @@ export function reviewAdmission(body: unknown): AdmissionResponse {
   const gvk = isObject(req.kind) ? req.kind : {};
   const group = typeof gvk.group === 'string' ? gvk.group : '';
   const kind = typeof gvk.kind === 'string' ? gvk.kind : '';
-  if (!GROUPS.has(group)) return Object.freeze({ uid, allowed: true });
+  // A subresource write (`status`) carries no spec change to validate.
+  if (!GROUPS.has(group) || (typeof req.subResource === 'string' && req.subResource !== '')) return Object.freeze({ uid, allowed: true });
   if (!KINDS.has(kind)) return Object.freeze({ uid, allowed: true, warnings: Object.freeze([`Trellis does not read ${group}/${kind}; admitted without validation`]) });
   if (!isObject(req.object)) throw new AdmissionReviewError(`request.object: required field is missing (operation ${op})`);
   const namespace = typeof req.namespace === 'string' && req.namespace !== '' ? req.namespace : undefined;

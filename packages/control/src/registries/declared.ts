@@ -15,6 +15,7 @@ type RegistrySpec = RegistryResource['spec'];
 import { ConsulAdapter } from '@trellis/registry-adapters/consul';
 import { EurekaAdapter } from '@trellis/registry-adapters/eureka';
 import { FileRegistry, parseResourceText } from '@trellis/registry-adapters/file';
+import { TrellisAdapter } from '@trellis/registry-adapters';
 import {
   IstioConfigSource, KubeHttpClient, KubernetesAdapter, TokenReviewer, inClusterConnection, loadKubeconfig, type KubeConnection,
 } from '@trellis/registry-adapters/kubernetes';
@@ -142,6 +143,25 @@ function plansOf(r: RegistryResource, env: PlanEnvironment): AdapterPlan[] {
           create: () => new IstioConfigSource({ clusterId, connection }),
         },
       ];
+    }
+    case 'trellis': {
+      const name = spec.clusterId ?? r.metadata.name;
+      let caPem: string | undefined;
+      if (spec.caBundle !== undefined) {
+        const file = isAbsolute(spec.caBundle) ? spec.caBundle : resolve(env.baseDir, spec.caBundle);
+        try {
+          caPem = (env.readFile ?? ((p: string) => readFileSync(p, 'utf8')))(file);
+        } catch (cause) {
+          throw new Error(`caBundle: cannot read ${file} (${(cause as NodeJS.ErrnoException).code ?? 'error'})`);
+        }
+      }
+      const options = {
+        address: spec.address ?? spec.addresses![0], name,
+        ...(spec.network !== undefined ? { network: spec.network } : {}),
+        ...(caPem !== undefined ? { caPem } : {}),
+        ...(tok !== undefined ? { token: tok } : {}),
+      };
+      return [{ ...common, shard: `trellis:${name}`, kind: 'trellis', fingerprint: fp(hash(caPem ?? null)), create: () => new TrellisAdapter(options) }];
     }
     case 'file': {
       const dir = isAbsolute(spec.path!) ? spec.path! : resolve(env.baseDir, spec.path!);

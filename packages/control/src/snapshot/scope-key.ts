@@ -14,11 +14,15 @@
  *   or, when the caller supplies `ownPorts`, what the generators take from them: the (port, protocol) list of
  *   `ownWorkloadPorts` (inbound listener chains and inbound clusters read nothing else of a proxy's own workload),
  *   so the replicas of one service, each with its own IP, still share one scope;
- * - EDS: `network` (endpoint filtering) and `locality` (failover priorities).
+ * - EDS: `network` (split horizon: own network direct, other networks through their gateways) and the locality
+ *   failover priorities are computed from (the node's, else its own workload's: `generate/proxy-locality.ts`);
+ * - CDS: `network` too (DNS clusters list their endpoints inline, split the same way, and an east-west gateway's
+ *   clusters list this network's endpoints).
  *
  * Two proxies with equal keys for a type get byte-identical resources of that type from the same snapshot; the
  * ADS server generates once per key (see `memoizeGenerators` in `generate/index.ts`).
  */
+import { localityByAddress, proxyLocality } from '../generate/proxy-locality.js';
 import type { ConfigIndex, ProxyNode, Snapshot } from './types.js';
 
 /** RDS and NDS read only the common part. */
@@ -28,6 +32,8 @@ interface SnapshotScope {
   readonly labelKeys: ReadonlySet<string>;
   /** address → [(service index, index of the first endpoint with that address in the service)]. */
   byAddress?: Map<string, [number, number][]>;
+  /** Workload address → locality, for proxies whose node names no locality. */
+  localities?: ReadonlyMap<string, string>;
   /** (own endpoints, namespace, labels) → `ownPorts` of a proxy with them. */
   ports?: Map<string, string>;
 }
@@ -52,7 +58,9 @@ export class ScopeKeys {
     const labels: string[] = [];
     for (const k of Object.keys(proxy.labels).sort()) if (scope.labelKeys.has(k)) labels.push(k, proxy.labels[k]);
     const parts: unknown[] = [proxy.type, proxy.namespace, labels];
-    if (type === 'endpoint') parts.push(proxy.network, proxy.locality);
+    if (type === 'endpoint') parts.push(proxy.network, proxyLocality(proxy, (scope.localities ??= localityByAddress(snapshot))));
+    // DNS clusters carry their endpoints inline, split by the proxy's network (east-west clusters too).
+    if (type === 'cluster') parts.push(proxy.network);
     if (type === 'listener' || type === 'cluster') {
       const own = this.#own(snapshot, scope, proxy);
       if (this.#ownPorts === undefined) parts.push(own);

@@ -5,7 +5,7 @@
  * the config store) and the generators in `generate/` (pure `(snapshot, proxy) → resources`). Everything here is
  * deeply frozen and never mutated after construction; a new change produces a new snapshot.
  */
-import type { AnyResource, Kind, ServiceEntry, SourceKind, WorkloadEntry } from '@trellis/model';
+import type { AnyResource, Kind, MeshNetwork, ServiceEntry, SourceKind, WorkloadEntry } from '@trellis/model';
 
 /** A decoded config resource of one kind. */
 export type ConfigOf<K extends Kind> = Extract<AnyResource, { kind: K }>;
@@ -43,8 +43,14 @@ export interface MeshSettings {
   readonly vipRange: string;
   readonly clusterId: string;
   readonly network: string;
+  /** MeshConfig `networks`: network name → its address ranges/registries and gateways (see generate/networks.ts). */
+  readonly networks?: Readonly<Record<string, MeshNetwork>>;
   /** Kubernetes-style DNS suffix, default `cluster.local` (services are `<name>.<ns>.svc.<domain>`). */
   readonly domainSuffix: string;
+  /** MeshConfig `accessLogFile`/`accessLogEncoding`/`accessLogFormat`; absent = access logs off (the default). */
+  readonly accessLog?: { readonly path: string; readonly encoding: 'TEXT' | 'JSON'; readonly format: string };
+  /** MeshConfig `defaultConfig.tracing` (with `enableTracing`); absent = no tracing config on HCMs. */
+  readonly tracing?: { readonly sampling: number; readonly zipkinAddress: string | null };
 }
 
 export interface Snapshot {

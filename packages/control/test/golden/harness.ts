@@ -51,7 +51,7 @@ function proxyFrom(spec: Record<string, unknown>): ProxyNode {
     labels: (spec.labels as Record<string, string> | undefined) ?? {},
     serviceAccount: (spec.serviceAccount as string | undefined) ?? 'default',
     clusterId: 'Kubernetes',
-    network: '',
+    network: (spec.network as string | undefined) ?? '',
     locality: (spec.locality as string | undefined) ?? '',
     metadata: {},
   };

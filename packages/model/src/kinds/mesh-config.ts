@@ -3,8 +3,10 @@ import { arrayOf, bool, enumOf, mapOf, nonEmpty, num, obj, port, required, str, 
 import { checkDnsLabel, checkHost, isCidr, isDns1123Subdomain, isIP } from '../decode/syntax.js';
 
 /** Registry kinds that `registryPriority` orders. */
-export type RegistryType = 'kubernetes' | 'file' | 'consul' | 'eureka';
-export const REGISTRY_TYPES: readonly RegistryType[] = ['kubernetes', 'file', 'consul', 'eureka'];
+export type RegistryType = 'kubernetes' | 'file' | 'consul' | 'eureka' | 'trellis';
+export const REGISTRY_TYPES: readonly RegistryType[] = ['kubernetes', 'file', 'consul', 'eureka', 'trellis'];
+/** The default `registryPriority`; `trellis` (another control plane's export) ranks after every listed type. */
+const DEFAULT_REGISTRY_PRIORITY: readonly RegistryType[] = ['kubernetes', 'file', 'consul', 'eureka'];
 
 /**
  * One gateway of a network (Istio's `MeshNetworks.Network.IstioNetworkGateway`): a fixed `address`, or
@@ -60,11 +62,11 @@ export interface MeshConfigSpec {
   /** Istio's `accessLogFile`: `/dev/stdout` or a file path; unset or empty = access logs off (the default). */
   readonly accessLogFile?: string;
   /** Istio's `accessLogEncoding`. Default TEXT. */
-  readonly accessLogEncoding: 'TEXT' | 'JSON';
+  readonly accessLogEncoding?: 'TEXT' | 'JSON';
   /** Istio's `accessLogFormat`: an Envoy format string (TEXT), empty = Istio's default format. */
   readonly accessLogFormat?: string;
   /** Istio's `enableTracing`. Default true (spans are reported only when a Zipkin address is set). */
-  readonly enableTracing: boolean;
+  readonly enableTracing?: boolean;
   /** Istio's `defaultConfig` (ProxyConfig); Trellis reads `tracing` only. */
   readonly defaultConfig?: MeshProxyConfig;
 }
@@ -92,7 +94,7 @@ export const meshConfigSpec = (): Schema<MeshConfigSpec> =>
     ),
     registryPriority: withDefault(
       arrayOf(enumOf(REGISTRY_TYPES, { what: 'registry type' }), { uniqueBy: (t) => t, uniqueWhat: 'registry type' }),
-      REGISTRY_TYPES,
+      DEFAULT_REGISTRY_PRIORITY,
     ),
     vipRange: withDefault(str(cidr), '240.240.0.0/16'),
     clusterId: str(),
@@ -117,10 +119,10 @@ export const meshConfigSpec = (): Schema<MeshConfigSpec> =>
       }),
       (name) => (name === '' ? 'network name must not be empty' : undefined),
     ),
-    accessLogFile: str(),
-    accessLogEncoding: withDefault(enumOf(['TEXT', 'JSON'] as const, { what: 'access log encoding' }), 'TEXT'),
+    accessLogFile: str((f) => (f === '' || f.startsWith('/') ? undefined : `invalid access log file \`${f}\`: expected /dev/stdout or an absolute path`)),
+    accessLogEncoding: enumOf(['TEXT', 'JSON'] as const, { what: 'access log encoding' }),
     accessLogFormat: str(),
-    enableTracing: withDefault(bool(), true),
+    enableTracing: bool(),
     defaultConfig: obj<MeshProxyConfig>({
       tracing: obj<MeshTracing>({
         sampling: withDefault(num({ min: 0, max: 100 }), 1),

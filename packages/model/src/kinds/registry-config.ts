@@ -40,6 +40,8 @@ export interface RegistrySpec {
   readonly kubeconfig?: string;
   /** file only: directory (or file) to watch. */
   readonly path?: string;
+  /** trellis only: PEM file of the roots that verify an `https://` address (default: the system's roots). */
+  readonly caBundle?: string;
 }
 
 const ONLY_FOR: Record<string, RegistryType> = {
@@ -48,6 +50,7 @@ const ONLY_FOR: Record<string, RegistryType> = {
   deltaInterval: 'eureka',
   kubeconfig: 'kubernetes',
   path: 'file',
+  caBundle: 'trellis',
 };
 
 export const registrySpec = (): Schema<RegistrySpec> =>
@@ -67,6 +70,7 @@ export const registrySpec = (): Schema<RegistrySpec> =>
       deltaInterval: duration({ min: 1 }),
       kubeconfig: str(),
       path: str(),
+      caBundle: str(),
     },
     {
       oneOf: [['address', 'addresses']],
@@ -76,7 +80,7 @@ export const registrySpec = (): Schema<RegistrySpec> =>
             cx.add(joinKey(path, field), `applies only to type ${only}, not ${r.type}`);
           }
         }
-        if ((r.type === 'consul' || r.type === 'eureka') && r.address === undefined && r.addresses === undefined) {
+        if ((r.type === 'consul' || r.type === 'eureka' || r.type === 'trellis') && r.address === undefined && r.addresses === undefined) {
           cx.add(joinKey(path, 'address'), `required field is missing (type ${r.type} needs an address)`);
         }
         if (r.type === 'file' && r.path === undefined) cx.add(joinKey(path, 'path'), 'required field is missing (type file needs a path)');

@@ -14,7 +14,7 @@ export interface ClaimToHeader {
 export interface JWTRule {
   readonly issuer: string;
   readonly audiences?: readonly string[];
-  /** HTTP(S) URL of the JWKS; exclusive with `jwks`. */
+  /** HTTP(S) URL of the JWKS, or `file:///path` (Trellis: a file on the proxy's host); exclusive with `jwks`. */
   readonly jwksUri?: string;
   /** Inline JWKS JSON. */
   readonly jwks?: string;
@@ -36,7 +36,7 @@ export interface RequestAuthenticationSpec {
 }
 
 const url = (u: string): string | undefined => {
-  if (!/^https?:\/\/[^\s/]+/.test(u)) return `invalid jwksUri \`${u}\`: expected an http:// or https:// URL`;
+  if (!/^https?:\/\/[^\s/]+/.test(u) && !/^file:\/\/\/\S+/.test(u)) return `invalid jwksUri \`${u}\`: expected an http://, https:// or file:/// URL`;
   return undefined;
 };
 const headerName = (h: string): string | undefined => (/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(h) ? undefined : `invalid header name \`${h}\``);

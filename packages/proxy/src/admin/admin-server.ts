@@ -51,6 +51,10 @@ export function adminHandler(d: AdminDeps): http.RequestListener {
           lines.push(`${name}::type::${rt.config.type}`, `${name}::lb_policy::${rt.config.lbPolicy}`,
             `${name}::rq_total::${s.rqTotal}`, `${name}::rq_active::${s.rqActive}`, `${name}::rq_error::${s.rqError}`, `${name}::rq_timeout::${s.rqTimeout}`,
             `${name}::upstream_cx_connect_fail::${s.cxConnectFail}`, `${name}::upstream_rq_pending_overflow::${s.overflow}`, `${name}::upstream_rq_retry::${s.retries}`);
+          if (rt.outlier) {
+            lines.push(`${name}::outlier::ejections_active::${rt.outlier.ejected(rt.hosts.all, now)}`);
+            for (const [k, v] of Object.entries(rt.outlier.stats)) lines.push(`${name}::outlier::${k.replace(/[A-Z0-9]+/g, (m) => `_${m.toLowerCase()}`)}::${v}`);
+          }
           for (const h of rt.hosts.all) {
             const flags = [h.healthy ? 'healthy' : `/failed_eds_health(${h.health ?? 'UNHEALTHY'})`, h.ejectedUntil > now ? '/failed_outlier_check' : ''].join('');
             lines.push(`${name}::${h.key}::health_flags::${flags}`, `${name}::${h.key}::weight::${h.weight}`, `${name}::${h.key}::priority::${h.priority}`,

@@ -8,6 +8,7 @@ import type { ClusterConfig, UpstreamTls } from '@trellis/api';
 import type { ConfigStore } from '../config/store.js';
 import type { Host } from '../lb/hosts.js';
 import { HostSet } from '../lb/hosts.js';
+import { type AttemptResult, OutlierDetector } from './outlier.js';
 import type { TlsContexts } from '../tls/contexts.js';
 import { bindAddressFor, connectUpstream, type UpstreamTlsParams } from '../upstream/connect.js';
 import { H2Upstream } from '../upstream/h2-session.js';
@@ -20,6 +21,8 @@ export interface ClusterStats {
   cxConnectFail: number;
   overflow: number;
   retries: number;
+  /** upstream_rq_retry_success, upstream_rq_retry_overflow, upstream_rq_per_try_timeout; retries outstanding now (http/retry/retry-budget.ts). */
+  retrySuccess: number; retryOverflow: number; perTryTimeout: number; retriesActive: number;
 }
 
 interface LastUpstream { readonly key: string; readonly version: number; readonly u: Upstream }
@@ -27,13 +30,37 @@ type Upstream = { kind: 'h1'; pool: Pool } | { kind: 'h2'; h2: H2Upstream };
 
 export class ClusterRuntime {
   hosts: HostSet;
-  readonly stats: ClusterStats = { rqTotal: 0, rqActive: 0, rqError: 0, rqTimeout: 0, cxConnectFail: 0, overflow: 0, retries: 0 };
+  readonly stats: ClusterStats = { rqTotal: 0, rqActive: 0, rqError: 0, rqTimeout: 0, cxConnectFail: 0, overflow: 0, retries: 0, retrySuccess: 0, retryOverflow: 0, perTryTimeout: 0, retriesActive: 0 };
   private readonly upstreams = new Map<string, Upstream>();
   /** Per host key: the upstream last used per protocol (validated against `upstreams` on every hit). */
   private readonly lastByHost = new Map<string, { h1: LastUpstream | null; h2: LastUpstream | null }>();
 
-  constructor(readonly config: ClusterConfig, private readonly tlsContexts: TlsContexts, previous?: ClusterRuntime) {
-    this.hosts = new HostSet(config.loadAssignment, config.lbPolicy, config.ringHash?.minimumRingSize ?? 1024, Math.random, previous?.hosts);
+  /** Outlier detection, when the cluster configures it. */
+  readonly outlier: OutlierDetector | null;
+
+  constructor(readonly config: ClusterConfig, private readonly tlsContexts: TlsContexts, previous?: ClusterRuntime, now: () => number = Date.now) {
+    this.hosts = this.hostSet(config.loadAssignment, previous?.hosts);
+    this.outlier = config.outlierDetection ? new OutlierDetector(config.outlierDetection, now()) : null;
+  }
+
+  /** A host set for these endpoints with this cluster's policy, keeping the per-host state of `previous`. */
+  hostSet(cla: ClusterConfig['loadAssignment'], previous?: HostSet): HostSet {
+    const c = this.config;
+    return new HostSet(cla, c.lbPolicy, c.ringHash?.minimumRingSize ?? 1024, Math.random, previous, c.healthyPanicThreshold);
+  }
+
+  /**
+   * Circuit breaker `max_pending_requests`: whether a request on this HTTP/1.1 pool would have to wait behind that
+   * many others for a connection (the pool is at `max_connections`). Counted by the caller as an overflow (UO).
+   */
+  pendingOverflow(u: Upstream): boolean {
+    const limit = this.config.circuitBreakers.maxPendingRequests;
+    return u.kind === 'h1' && limit < 0x7fffffff && u.pool.stats.queued >= limit;
+  }
+
+  /** Accounts an upstream attempt's result to outlier detection (a no-op without it). */
+  recordResult(host: Host, result: AttemptResult, now: number): void {
+    this.outlier?.record(host, result, this.hosts.all, now);
   }
 
   setEndpoints(hosts: HostSet): void {
@@ -95,7 +122,8 @@ export class ClusterRuntime {
         pool: new Pool(`http://${host.key}`, {
           connections: Math.min(this.config.circuitBreakers.maxConnections, 256),
           pipelining: 1,
-          keepAliveTimeout: 60_000,
+          keepAliveTimeout: this.config.idleTimeoutMs ?? 60_000,
+          ...(this.config.maxRequestsPerConnection !== null ? { maxRequestsPerClient: this.config.maxRequestsPerConnection } : {}),
           keepAliveMaxTimeout: 600_000,
           headersTimeout: 0,
           bodyTimeout: 0,
@@ -166,7 +194,7 @@ export class ClusterManager {
       }
       if (cfg.type === 'EDS') {
         const cla = eps.get(cfg.edsServiceName) ?? null;
-        rt.setEndpoints(new HostSet(cla, cfg.lbPolicy, cfg.ringHash?.minimumRingSize ?? 1024, Math.random, rt.hosts));
+        rt.setEndpoints(rt.hostSet(cla, rt.hosts));
         rt.prune();
       }
       next.set(name, rt);

@@ -94,6 +94,12 @@ export class ConfigStore {
     return [...names].sort();
   }
 
+  /**
+   * Secret names whose absence does not hold readiness back: gateway credentials read from files that are missing
+   * or invalid (their filter chain refuses connections, the other servers serve; see gateway/credentials.ts).
+   */
+  optionalSecret: (name: string) => boolean = () => false;
+
   /** What the first complete config still lacks (empty = ready). */
   missing(): string[] {
     const out: string[] = [];
@@ -101,7 +107,7 @@ export class ConfigStore {
     if (!this.state.cluster.received) out.push('CDS');
     for (const n of this.routeNamesNeeded()) if (!this.routes().has(n)) out.push(`RDS ${n}`);
     for (const n of this.endpointNamesNeeded()) if (!this.endpoints().has(n)) out.push(`EDS ${n}`);
-    for (const n of this.secretNamesNeeded()) if (!this.secrets().has(n)) out.push(`SDS ${n}`);
+    for (const n of this.secretNamesNeeded()) if (!this.secrets().has(n) && !this.optionalSecret(n)) out.push(`SDS ${n}`);
     return out;
   }
 }

@@ -21,6 +21,8 @@ export interface ConnectionInfo {
   /** The downstream peer's SPIFFE id after mTLS termination. */
   readonly peerPrincipal: string | null;
   readonly tls: boolean;
+  /** TLS SNI the downstream sent (RBAC `requested_server_name`), when known. */
+  readonly serverName?: string | null;
 }
 
 export type DownstreamRequest = http.IncomingMessage | http2.Http2ServerRequest;
@@ -47,6 +49,8 @@ export interface HttpContext {
   responseHeadersToAdd: HeaderToAdd[];
   responseHeadersToRemove: string[];
   responseFlags: string;
+  /** Envoy's %RESPONSE_CODE_DETAILS% for local replies that set it (RBAC: `rbac_access_denied_matched_policy[…]`). */
+  responseCodeDetails?: string;
   upstreamPrincipal: string | null;
   requestBytes: number;
   responseBytes: number;
@@ -56,6 +60,13 @@ export interface HttpContext {
    * (jwt_authn puts the verified payload under `envoy.filters.http.jwt_authn` → `payload`). Absent until set.
    */
   metadata?: Record<string, Record<string, unknown>>;
+  /** Tracing (http/layers/tracing.ts): this hop's span context, when the request is traced. */
+  trace?: import('../telemetry/trace-context.js').SpanContext;
+  /** Access log facts the upstream layer may fill: upstream call start / response head (hrtime), local address, failure. */
+  upstreamStartNs?: bigint;
+  upstreamHeadersNs?: bigint;
+  upstreamLocalAddress?: string;
+  upstreamTransportFailureReason?: string;
   /** Set for an HTTP/1.1 Upgrade request (WebSocket): the client socket and the bytes read past the head. */
   upgrade: { readonly socket: import('node:stream').Duplex; readonly head: Buffer; value: string } | null;
 }
@@ -85,8 +96,8 @@ export function localReply(ctx: HttpContext, status: number, body: string, heade
   if (isGrpc && status >= 400) {
     // gRPC clients read status from grpc-status; map like Envoy does.
     out['content-type'] = 'application/grpc';
-    out['grpc-status'] = status === 404 ? '12' : status === 503 || status === 502 ? '14' : status === 504 ? '4' : '2';
-    out['grpc-message'] = encodeURIComponent(body);
+    out['grpc-status'] = status === 404 ? '12' : status === 503 || status === 502 ? '14' : status === 504 ? '4' : status === 403 ? '7' : status === 401 ? '16' : '2';
+    out['grpc-message'] = body.replace(/[^\x20-\x24\x26-\x7e]/gu, (c) => encodeURIComponent(c)); // gRPC's percent-encoding: only non-printables and '%'
     ctx.grpcStatus = out['grpc-status'];
     applyResponseHeaderOps(ctx, out);
     if (ctx.h2) {

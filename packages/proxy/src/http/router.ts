@@ -57,7 +57,7 @@ export function selectRoute(vh: VirtualHost, input: RouteInput): Route | null {
   return null;
 }
 
-function routeMatches(m: RouteMatch, path: string, query: URLSearchParams | null, input: RouteInput): boolean {
+export function routeMatches(m: RouteMatch, path: string, query: URLSearchParams | null, input: RouteInput): boolean {
   const p = m.caseSensitive ? path : path.toLowerCase();
   const v = m.caseSensitive ? m.value : m.value.toLowerCase();
   switch (m.kind) {

@@ -1,8 +1,11 @@
 /**
  * A cluster's hosts grouped by priority and locality, and the pick: the lowest priority with an available host
  * (failover), then a locality by weight, then the cluster's policy (round robin, least request P2C, random, ring hash).
+ * A host is available when EDS says healthy and outlier detection has not ejected it. Below the panic threshold
+ * (fewer than that percent of all hosts available) the pick ignores availability, as Envoy's panic mode does.
  */
 import type { ClusterLoadAssignmentConfig, LbPolicy, Locality, SocketAddress } from '@trellis/api';
+import type { OutlierHostState } from '../cluster/outlier.js';
 import { fnv1a } from './hash.js';
 
 export interface Host {
@@ -21,6 +24,8 @@ export interface Host {
   /** Outlier detection: ejected until this clock time (ms); 0 = not ejected. */
   ejectedUntil: number;
   consecutive5xx: number;
+  /** Outlier detector state, once the host has had a result (kept across EDS updates). */
+  outlier?: OutlierHostState;
   /** Requests completed (admin /clusters). */
   total: number;
   errors: number;
@@ -49,7 +54,8 @@ export class HostSet {
   readonly all: readonly Host[];
   private readonly priorities: { readonly level: number; readonly localities: HostList[]; readonly flat: HostList; readonly weightedLocalities: boolean }[];
 
-  constructor(cla: ClusterLoadAssignmentConfig | null, readonly policy: LbPolicy, private readonly ringSize = 1024, private readonly random = Math.random, previous?: HostSet) {
+  /** `panicThreshold`: percent of hosts that must be available, else the pick ignores health (0 = never panic). */
+  constructor(cla: ClusterLoadAssignmentConfig | null, readonly policy: LbPolicy, private readonly ringSize = 1024, private readonly random = Math.random, previous?: HostSet, private readonly panicThreshold = 0) {
     const prev = new Map(previous?.all.map((h) => [h.key, h]));
     const byLevel = new Map<number, HostList[]>();
     const all: Host[] = [];
@@ -57,7 +63,7 @@ export class HostSet {
       const hosts = l.endpoints.map((e): Host => {
         const key = hostKey(e.address);
         const p = prev.get(key);
-        return { address: e.address, key, weight: e.weight, healthy: e.healthy, health: e.health, metadata: e.metadata, locality: l.locality, priority: l.priority, active: p?.active ?? 0, ejectedUntil: p?.ejectedUntil ?? 0, consecutive5xx: p?.consecutive5xx ?? 0, total: p?.total ?? 0, errors: p?.errors ?? 0 };
+        return { address: e.address, key, weight: e.weight, healthy: e.healthy, health: e.health, metadata: e.metadata, locality: l.locality, priority: l.priority, active: p?.active ?? 0, ejectedUntil: p?.ejectedUntil ?? 0, consecutive5xx: p?.consecutive5xx ?? 0, outlier: p?.outlier, total: p?.total ?? 0, errors: p?.errors ?? 0 };
       });
       all.push(...hosts);
       const lists = byLevel.get(l.priority) ?? [];
@@ -77,6 +83,7 @@ export class HostSet {
   }
 
   pick(input: PickInput): Host | null {
+    if (this.panicThreshold > 0 && this.all.length > 0 && this.panics(input.now)) return this.pickInPanic(input);
     for (const p of this.priorities) {
       let list: HostList | undefined;
       if (p.weightedLocalities) {
@@ -93,8 +100,20 @@ export class HostSet {
     return null;
   }
 
-  private pickIn(list: HostList, input: PickInput): Host | null {
-    const live = list.hosts.filter((h) => available(h, input.now));
+  private panics(now: number): boolean {
+    let up = 0;
+    for (const h of this.all) if (available(h, now)) up += 1;
+    return (up * 100) / this.all.length < this.panicThreshold;
+  }
+
+  /** Panic mode: every host of the first priority, healthy or not, by the cluster's policy. */
+  private pickInPanic(input: PickInput): Host | null {
+    const p = this.priorities[0];
+    return p ? this.pickIn(p.flat, input, true) : null;
+  }
+
+  private pickIn(list: HostList, input: PickInput, panic = false): Host | null {
+    const live = panic ? list.hosts : list.hosts.filter((h) => available(h, input.now));
     if (!live.length) return null;
     switch (this.policy) {
       case 'LEAST_REQUEST': {
@@ -109,13 +128,13 @@ export class HostSet {
       case 'RING_HASH':
       case 'MAGLEV':
         if (input.hash === null) return weighted(live, (h) => h.weight, this.random);
-        return this.ringPick(list, input);
+        return this.ringPick(list, input, panic);
       default:
-        return roundRobin(list, input.now);
+        return roundRobin(list, input.now, panic);
     }
   }
 
-  private ringPick(list: HostList, input: PickInput): Host | null {
+  private ringPick(list: HostList, input: PickInput, panic: boolean): Host | null {
     if (!list.ring) {
       const total = list.hosts.reduce((s, h) => s + h.weight, 0);
       const pts: [number, Host][] = [];
@@ -133,7 +152,7 @@ export class HostSet {
     while (lo < hi) { const mid = (lo + hi) >>> 1; if (points[mid] < h) lo = mid + 1; else hi = mid; }
     for (let i = 0; i < hosts.length; i++) {
       const host = hosts[(lo + i) % hosts.length];
-      if (available(host, input.now)) return host;
+      if (panic || available(host, input.now)) return host;
     }
     return null;
   }
@@ -151,12 +170,12 @@ function weighted<T>(items: readonly T[], w: (t: T) => number, random: () => num
 }
 
 /** Smooth weighted round robin (nginx's): equal weights degrade to plain rotation. */
-function roundRobin(list: HostList, now: number): Host | null {
+function roundRobin(list: HostList, now: number, panic: boolean): Host | null {
   const hs = list.hosts;
   if (hs.every((h) => h.weight === hs[0].weight)) {
     for (let i = 0; i < hs.length; i++) {
       const h = hs[list.rr++ % hs.length];
-      if (available(h, now)) return h;
+      if (panic || available(h, now)) return h;
     }
     return null;
   }
@@ -164,7 +183,7 @@ function roundRobin(list: HostList, now: number): Host | null {
   let best = -1;
   let total = 0;
   for (let i = 0; i < hs.length; i++) {
-    if (!available(hs[i], now)) continue;
+    if (!panic && !available(hs[i], now)) continue;
     list.current[i] += hs[i].weight;
     total += hs[i].weight;
     if (best < 0 || list.current[i] > list.current[best]) best = i;

@@ -16,6 +16,7 @@ import type { Logger } from '../log.js';
 import { type Detected, detect, peek } from '../net/detect.js';
 import { normalizeIp } from '../net/cidr.js';
 import { selectFilterChain } from '../net/filter-chain.js';
+import { connectionDenied } from '../authz/network.js';
 import { proxyTcp } from '../tcp/tcp-proxy.js';
 import type { TlsContexts } from '../tls/contexts.js';
 import { spiffeIdOf, verifyPeerSans } from '../tls/peer-identity.js';
@@ -152,6 +153,10 @@ export class ListenerManager {
     ts.once('secure', () => {
       const cert = ts.getPeerCertificate();
       const peer = spiffeIdOf(cert);
+      // Node checks a client certificate against the CA only for sockets of a tls.Server; one made by hand must
+      // refuse a presented certificate that does not verify itself (Envoy: validation context → verify or reset).
+      const verifyError = (ts as unknown as { _handle?: { verifyError?: () => Error | null } })._handle?.verifyError?.() ?? null;
+      if (verifyError && (t.requireClientCertificate || (cert && Object.keys(cert).length > 0))) { ts.destroy(); return; }
       if (t.matchSubjectAltNames.length && (!cert || verifyPeerSans(t, cert))) { ts.destroy(); return; }
       // A server-side TLSSocket made by hand keeps `secureConnecting` true after 'secure'; the HTTP/2 session
       // would then wait for a 'secureConnect' that never comes.
@@ -163,12 +168,13 @@ export class ListenerManager {
 
   private dispatch(l: ListenerConfig, chain: FilterChain, socket: net.Socket, f: { direction: 'inbound' | 'outbound'; sourceIp: string; destIp: string; destPort: number; detected: Detected; peer: string | null; tls: boolean; alpn: string | null }): void {
     const term = chain.terminal;
+    if (connectionDenied(chain, { instance: this.o.instance, direction: f.direction, sourceIp: f.sourceIp, destIp: f.destIp, destPort: f.destPort, peer: f.peer, serverName: f.detected.serverName })) { socket.destroy(); return; }
     if (term.kind === 'tcp') {
       proxyTcp(socket, term, { instance: this.o.instance, direction: f.direction, destIp: f.destIp, destPort: f.destPort, peerPrincipal: f.peer }, this.o.clusters, this.o.tlsContexts, this.o.now);
       return;
     }
     const h2 = f.tls ? f.alpn === 'h2' : f.detected.applicationProtocols.includes('h2c') || term.codecType === 'HTTP2';
-    this.o.http.accept(socket, { instance: this.o.instance, direction: f.direction, listener: l.name, hcm: term, sourceIp: f.sourceIp, destIp: f.destIp, destPort: f.destPort, peerPrincipal: f.peer, tls: f.tls }, h2);
+    this.o.http.accept(socket, { instance: this.o.instance, direction: f.direction, listener: l.name, hcm: term, sourceIp: f.sourceIp, destIp: f.destIp, destPort: f.destPort, peerPrincipal: f.peer, tls: f.tls, serverName: f.detected.serverName }, h2);
     socket.resume();
   }
 

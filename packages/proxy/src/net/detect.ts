@@ -17,26 +17,33 @@ const REQUEST_LINE = /^[A-Z]{3,10} [^\s]+ HTTP\/1\.([01])\r?\n/;
 /**
  * Waits up to `timeoutMs` for the first bytes (more reads while a ClientHello or a request line is incomplete) and
  * puts them back. Resolves with an empty buffer on timeout (server-first protocols) or EOF.
+ *
+ * Reads in paused mode (`'readable'` + `read()`): at EOF `'readable'` fires with nothing buffered and `'end'` waits
+ * for the next `read()`, so bytes a client sent just before closing its side (`echo ping | nc`) can still be put
+ * back, and whoever reads next gets them and then the end.
  */
 export function peek(socket: Socket, timeoutMs: number, maxBytes = 16_384): Promise<Buffer> {
   return new Promise((resolve) => {
     let buf: Buffer = Buffer.alloc(0);
+    let finished = false;
     const done = () => {
+      if (finished) return;
+      finished = true;
       clearTimeout(timer);
-      socket.off('data', onData);
-      socket.off('end', done);
+      socket.off('readable', onReadable);
       socket.off('close', done);
       socket.pause();
       if (buf.length) socket.unshift(buf);
       resolve(buf);
     };
-    const onData = (chunk: Buffer) => {
-      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+    const onReadable = () => {
+      if (socket.readableLength === 0) { done(); return; } // EOF: 'end' is held until someone reads again
+      const chunk = socket.read() as Buffer | null;
+      if (chunk) buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
       if (buf.length >= maxBytes || isComplete(buf)) done();
     };
     const timer = setTimeout(done, timeoutMs);
-    socket.on('data', onData);
-    socket.once('end', done);
+    socket.on('readable', onReadable);
     socket.once('close', done);
   });
 }

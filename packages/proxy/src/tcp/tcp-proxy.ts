@@ -5,8 +5,9 @@
 import type { Socket } from 'node:net';
 import type { TcpProxy } from '@trellis/api';
 import type { ClusterManager } from '../cluster/cluster-manager.js';
-import { hostKey } from '../lb/hosts.js';
+import { type Host, hostKey } from '../lb/hosts.js';
 import { tcpChannel } from '../telemetry/events.js';
+import { remoteAddressOf, tcpAccessLogFacts } from '../telemetry/tcp-facts.js';
 import { bindAddressFor, connectUpstream } from '../upstream/connect.js';
 import type { TlsContexts } from '../tls/contexts.js';
 
@@ -28,8 +29,10 @@ export function proxyTcp(down: Socket, filter: TcpProxy, facts: TcpConnectionFac
   }
   const rt = clusters.get(name);
   const reporter = facts.direction === 'outbound' ? 'source' : 'destination';
+  // Access log facts (telemetry/tcp-facts.ts): filled in as the connection proceeds.
+  const log = { startMs: Date.now(), downstreamRemote: remoteAddressOf(down), upstreamHost: null as string | null, upstreamLocal: null as string | null, failure: null as string | null };
   const event = (kind: 'open' | 'close', sent: number, received: number, flags: string, upstreamPrincipal: string | null) => {
-    if (tcpChannel.hasSubscribers) tcpChannel.publish({ instance: facts.instance, kind, reporter, cluster: name, sentBytes: sent, receivedBytes: received, sourcePrincipal: facts.peerPrincipal, destinationPrincipal: upstreamPrincipal, mtls: facts.direction === 'inbound' ? facts.peerPrincipal !== null : upstreamPrincipal !== null, responseFlags: flags });
+    if (tcpChannel.hasSubscribers) tcpChannel.publish({ instance: facts.instance, kind, reporter, cluster: name, sentBytes: sent, receivedBytes: received, sourcePrincipal: facts.peerPrincipal, destinationPrincipal: upstreamPrincipal, mtls: facts.direction === 'inbound' ? facts.peerPrincipal !== null : upstreamPrincipal !== null, responseFlags: flags, ...(kind === 'close' ? { detail: tcpAccessLogFacts({ filter, cluster: name, down, destIp: facts.destIp, destPort: facts.destPort, peerPrincipal: facts.peerPrincipal, upstreamPrincipal, sent, received, flags, ...log }) } : {}) });
   };
   if (!rt || rt.config.name === 'BlackHoleCluster') {
     event('open', 0, 0, rt ? 'UH' : 'NC', null);
@@ -44,6 +47,7 @@ export function proxyTcp(down: Socket, filter: TcpProxy, facts: TcpConnectionFac
     down.destroy();
     return;
   }
+  log.upstreamHost = host.key;
   const t = rt.config.type === 'ORIGINAL_DST' ? null : rt.tlsFor(host as Parameters<typeof rt.tlsFor>[0]);
   const ctx = t ? tlsContexts.get(t) : null;
   if (t && !ctx) { down.destroy(); return; }
@@ -64,7 +68,11 @@ export function proxyTcp(down: Socket, filter: TcpProxy, facts: TcpConnectionFac
   down.on('error', () => close('DC'));
   let up: Socket | null = null;
   up = connectUpstream(host.address.address, host.address.port, rt.config.connectTimeoutMs, t && ctx ? { config: t, ctx: ctx.ctx, alpn: t.alpn } : null, (err, s) => {
-    if (err || !s) { rt.stats.cxConnectFail += 1; close('UF'); return; }
+    // Outlier detection sees connect results (not ORIGINAL_DST's ad-hoc hosts, which belong to no host set).
+    const pooled = rt.config.type === 'ORIGINAL_DST' ? null : host as Host;
+    if (err || !s) { rt.stats.cxConnectFail += 1; if (pooled) rt.recordResult(pooled, { kind: 'connect_failure' }, now()); log.failure = err?.message ?? 'connection failure'; close('UF'); return; }
+    log.upstreamLocal = s.localAddress ? `${s.localAddress}:${s.localPort}` : null;
+    if (pooled) rt.recordResult(pooled, { kind: 'connect_success' }, now());
     s.pipe(down);
     down.pipe(s);
     down.resume();

@@ -8,11 +8,13 @@ import type { SecretConfig, TlsContext } from '@trellis/api';
 import type { ConfigStore } from '../config/store.js';
 
 interface Entry {
-  readonly cert: SecretConfig | undefined;
+  readonly certs: readonly (SecretConfig | undefined)[];
   readonly ca: SecretConfig | undefined;
   readonly ctx: tls.SecureContext;
   readonly version: number;
 }
+
+type CertSecret = Extract<SecretConfig, { kind: 'tls_certificate' }>;
 
 export class TlsContexts {
   private readonly cache = new Map<string, Entry>();
@@ -22,24 +24,36 @@ export class TlsContexts {
 
   /**
    * The context for a TLS config, or null while its secrets have not arrived. `version` changes whenever the
-   * context is rebuilt (upstream pools key on it).
+   * context is rebuilt (upstream pools key on it). Several certificates (a gateway server's `credentialNames`,
+   * e.g. RSA and ECDSA) go into one context; OpenSSL picks the one the client's signature algorithms allow.
    */
   get(t: TlsContext): { ctx: tls.SecureContext; version: number } | null {
-    const certName = t.certificateSds[0] ?? null;
-    const key = `${certName ?? ''}|${t.validationSds ?? ''}`;
+    const params = t.tlsParams;
+    // Envoy's BoringSSL spelling of equal-preference groups (`[A|B]`) is a plain list for OpenSSL.
+    const ciphers = params && params.cipherSuites.length > 0 ? params.cipherSuites.join(':').replace(/[[\]]/g, '').replace(/\|/g, ':') : undefined;
+    const key = `${t.certificateSds.join(',')}|${t.validationSds ?? ''}|${params?.minVersion ?? ''}|${params?.maxVersion ?? ''}|${ciphers ?? ''}`;
     const secrets = this.store.secrets();
-    const cert = certName ? secrets.get(certName) : undefined;
+    const certs = t.certificateSds.map((n) => secrets.get(n));
     const ca = t.validationSds ? secrets.get(t.validationSds) : undefined;
-    if ((certName && cert?.kind !== 'tls_certificate') || (t.validationSds && ca?.kind !== 'validation_context')) return null;
+    if (certs.some((c) => c?.kind !== 'tls_certificate') || (t.validationSds && ca?.kind !== 'validation_context')) return null;
     const hit = this.cache.get(key);
-    if (hit && hit.cert === cert && hit.ca === ca) return hit;
-    const ctx = tls.createSecureContext({
-      cert: cert?.kind === 'tls_certificate' ? cert.certificateChain : undefined,
-      key: cert?.kind === 'tls_certificate' ? cert.privateKey : undefined,
-      ca: ca?.kind === 'validation_context' ? ca.trustedCa : undefined,
-      minVersion: 'TLSv1.2',
-    });
-    const entry = { cert, ca, ctx, version: ++this.versions };
+    if (hit && hit.ca === ca && hit.certs.length === certs.length && hit.certs.every((c, i) => c === certs[i])) return hit;
+    const pairs = certs as CertSecret[];
+    let ctx: tls.SecureContext;
+    try {
+      ctx = tls.createSecureContext({
+        cert: pairs.length === 0 ? undefined : pairs.length === 1 ? pairs[0]!.certificateChain : pairs.map((c) => c.certificateChain),
+        key: pairs.length === 0 ? undefined : pairs.length === 1 ? pairs[0]!.privateKey : pairs.map((c) => c.privateKey),
+        ca: ca?.kind === 'validation_context' ? ca.trustedCa : undefined,
+        minVersion: params?.minVersion ?? 'TLSv1.2',
+        ...(params?.maxVersion ? { maxVersion: params.maxVersion } : {}),
+        ...(ciphers !== undefined ? { ciphers } : {}),
+      });
+    } catch {
+      // unusable settings (no cipher OpenSSL knows, min above max): no context, so the connection is refused
+      return null;
+    }
+    const entry = { certs, ca, ctx, version: ++this.versions };
     this.cache.set(key, entry);
     return entry;
   }

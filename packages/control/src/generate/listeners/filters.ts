@@ -1,5 +1,7 @@
 /** Network and listener filters shared by the listener builders, in Envoy's v3 typed form. */
-import { EXT_TYPE_URL } from '@trellis/api';
+import { EXT_TYPE_URL, ISTIO_JSON_FORMAT, ISTIO_TEXT_FORMAT, toStruct } from '@trellis/api';
+import type { MeshSettings, Snapshot } from '../../snapshot/types.js';
+import { outboundClusterName } from '../names.js';
 import { adsConfigSource } from '../proto.js';
 import { CORS_FILTER, FAULT_FILTER, ROUTER_FILTER } from '../http-route.js';
 
@@ -83,4 +85,81 @@ export function dedupeChains(chains: readonly Obj[]): Obj[] {
     seen.add(key);
     return true;
   });
+}
+
+/**
+ * MeshConfig `accessLogFile`/`accessLogEncoding`/`accessLogFormat` → an HCM / tcp_proxy `access_log` entry: a file
+ * access log (`/dev/stdout` or a path) with Istio's default format for the encoding, or the given one (TEXT: an
+ * Envoy format string; JSON: a JSON object of field → format string; an invalid JSON format falls back to Istio's).
+ */
+export function accessLogEntry(a: NonNullable<MeshSettings['accessLog']>): Obj {
+  let logFormat: Obj;
+  if (a.encoding === 'JSON') {
+    let fields: Record<string, unknown> = { ...ISTIO_JSON_FORMAT };
+    if (a.format) {
+      try {
+        const parsed: unknown = JSON.parse(a.format);
+        if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) fields = parsed as Record<string, unknown>;
+      } catch { /* Istio's default, as istiod does for an unparsable format */ }
+    }
+    logFormat = { json_format: toStruct(fields) };
+  } else {
+    const text = a.format ? (a.format.endsWith('\n') ? a.format : `${a.format}\n`) : ISTIO_TEXT_FORMAT;
+    logFormat = { text_format_source: { inline_string: text } };
+  }
+  return { name: 'envoy.access_loggers.file', typed_config: { '@type': EXT_TYPE_URL.fileAccessLog, path: a.path, log_format: logFormat } };
+}
+
+/**
+ * MeshConfig `defaultConfig.tracing` → HCM `tracing`: random sampling and, with a Zipkin address, Envoy's Zipkin
+ * provider. `collector_cluster` names the outbound cluster of the address's service (`zipkin.istio-system:9411` →
+ * `outbound|9411||zipkin.istio-system.svc.cluster.local` when that service is in the registry), as istiod does;
+ * `collector_hostname` carries the address itself, which the Trellis proxy dials directly.
+ */
+export function tracingConfig(t: NonNullable<MeshSettings['tracing']>, snapshot: Snapshot): Obj {
+  const cfg: Obj = { random_sampling: { value: t.sampling } };
+  if (t.zipkinAddress) {
+    const i = t.zipkinAddress.lastIndexOf(':');
+    const host = t.zipkinAddress.slice(0, i).replace(/^\[|\]$/g, '');
+    const port = Number(t.zipkinAddress.slice(i + 1));
+    const svc = snapshot.services.find((s) => s.service.hostname === host) ?? snapshot.services.find((s) => s.service.hostname.startsWith(`${host}.`));
+    cfg.provider = {
+      name: 'envoy.tracers.zipkin',
+      typed_config: {
+        '@type': EXT_TYPE_URL.zipkinConfig,
+        collector_cluster: outboundClusterName(port, undefined, svc?.service.hostname ?? host),
+        collector_endpoint: '/api/v2/spans',
+        collector_endpoint_version: 'HTTP_JSON',
+        collector_hostname: t.zipkinAddress,
+        trace_id_128bit: true,
+        shared_span_context: { value: false },
+      },
+    };
+  }
+  return cfg;
+}
+
+/**
+ * Adds the mesh's access log (HCMs and tcp_proxy filters) and tracing (HCMs) to generated listeners. A no-op, the
+ * same objects back, when the MeshConfig enables neither (the default); otherwise copies along the changed paths,
+ * so listener bodies shared with other proxies (generation cache) are never mutated.
+ */
+export function withMeshTelemetry(listeners: Record<string, unknown>[], snapshot: Snapshot): Record<string, unknown>[] {
+  const { accessLog, tracing } = snapshot.mesh;
+  if (!accessLog && !tracing) return listeners;
+  const log = accessLog ? [accessLogEntry(accessLog)] : null;
+  const trace = tracing ? tracingConfig(tracing, snapshot) : null;
+  const filter = (f: Obj): Obj => {
+    const tc = f.typed_config as Obj | undefined;
+    if (!tc) return f;
+    if (f.name === HCM_FILTER) return { ...f, typed_config: { ...tc, ...(log ? { access_log: log } : {}), ...(trace ? { tracing: trace } : {}) } };
+    if (f.name === TCP_PROXY_FILTER && log) return { ...f, typed_config: { ...tc, access_log: log } };
+    return f;
+  };
+  const chain = (c: Obj): Obj => (Array.isArray(c.filters) ? { ...c, filters: (c.filters as Obj[]).map(filter) } : c);
+  return listeners.map((l) => ({
+    ...l,
+    ...(Array.isArray(l.filter_chains) ? { filter_chains: (l.filter_chains as Obj[]).map(chain) } : {}),
+    ...(l.default_filter_chain ? { default_filter_chain: chain(l.default_filter_chain as Obj) } : {}),
+  }));
 }

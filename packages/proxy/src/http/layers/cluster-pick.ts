@@ -1,6 +1,7 @@
 /**
  * Chooses the cluster (weighted clusters by weight), applies request header add/remove (weighted cluster, route,
- * virtual host, route config) and the path/host rewrites; 503 (flag NC) when the cluster is unknown.
+ * virtual host, route config, in Envoy's order), queues the weighted cluster's response header operations before the
+ * route's, and applies the path/host rewrites; 503 (flag NC) when the cluster is unknown.
  */
 import type { HeaderToAdd } from '@trellis/api';
 import type { ClusterManager } from '../../cluster/cluster-manager.js';
@@ -29,16 +30,14 @@ export function clusterPickLayer(clusters: ClusterManager, random: () => number 
     const route = ctx.route!;
     const vh = ctx.vhost!;
     const rc = ctx.routeConfig!;
-    // (no arrays are built per request: the common route has no header operations)
-    for (const n of removes) delete ctx.headers[n];
-    for (const n of route.requestHeadersToRemove) delete ctx.headers[n];
-    for (const n of vh.requestHeadersToRemove) delete ctx.headers[n];
-    for (const n of rc.requestHeadersToRemove) delete ctx.headers[n];
-    // Least specific first so the most specific OVERWRITE wins.
-    for (const op of rc.requestHeadersToAdd) addHeader(ctx.headers, op);
-    for (const op of vh.requestHeadersToAdd) addHeader(ctx.headers, op);
-    for (const op of route.requestHeadersToAdd) addHeader(ctx.headers, op);
-    for (const op of adds) addHeader(ctx.headers, op);
+    // Envoy's default order (most_specific_header_mutations_wins false, as Istio leaves it): weighted cluster, then
+    // route, virtual host, route configuration, each level removing then adding; so on OVERWRITE the less specific
+    // level wins, and a level's remove also drops what a more specific level added. (No arrays are built per
+    // request: the common route has no header operations.)
+    mutateRequest(ctx.headers, removes, adds);
+    mutateRequest(ctx.headers, route.requestHeadersToRemove, route.requestHeadersToAdd);
+    mutateRequest(ctx.headers, vh.requestHeadersToRemove, vh.requestHeadersToAdd);
+    mutateRequest(ctx.headers, rc.requestHeadersToRemove, rc.requestHeadersToAdd);
     if (a.prefixRewrite !== null && route.match.kind !== 'regex') {
       const q = ctx.path.indexOf('?');
       const path = q < 0 ? ctx.path : ctx.path.slice(0, q);
@@ -63,4 +62,9 @@ export function clusterPickLayer(clusters: ClusterManager, random: () => number 
     ctx.cluster = rt;
     next(ctx);
   };
+}
+
+function mutateRequest(h: Record<string, string | string[]>, removes: readonly string[], adds: readonly HeaderToAdd[]): void {
+  for (const n of removes) delete h[n];
+  for (const op of adds) addHeader(h, op);
 }

@@ -1,27 +1,45 @@
 /**
- * The endpoint stage: circuit breaker, host pick (policy, priorities, ring hash key), the upstream call over a
- * pooled HTTP/1.1 connection (undici `dispatch`, the cheapest Node client: DESIGN.md §7) or a multiplexed HTTP/2
- * session (gRPC keeps trailers, grpc-status and deadlines end to end), the route timeout, retries on connect
- * failure for requests without a body, and outlier ejection. Local replies carry Envoy's response flags:
- * UO (overflow), UH (no healthy upstream), UF (connect failure), UT (timeout), UC (upstream reset), URX (retries exhausted).
+ * The endpoint stage: circuit breaker, host pick (policy, priorities, ring hash key), then the upstream request in
+ * attempts (http/upstream-attempt.ts: pooled HTTP/1.1 or multiplexed HTTP/2) under the route's timeout and retry
+ * policy (docs/proxy.md "Timeouts and retries"):
+ *
+ * - the route timeout (0 = none) bounds all attempts and back-offs together, until the response has been received;
+ *   the per-try timeout bounds each attempt until its response head is forwarded; the per-try idle timeout bounds
+ *   the silence within an attempt;
+ * - a failed attempt is retried when a `retry_on` condition matches (http/retry/retry-policy.ts), retries remain,
+ *   the body can be replayed (http/retry/request-body.ts) and the cluster's retry budget allows
+ *   (http/retry/retry-budget.ts), after a jittered exponential back-off (http/retry/backoff.ts);
+ * - a response is forwarded only once it is decided it will not be retried: a retried one is discarded.
+ *
+ * Local replies carry Envoy's response flags: UO (overflow: max_requests, max_pending_requests, retry budget),
+ * UH (no healthy upstream), UF (connect failure),
+ * UT (timeout), UC (upstream reset), URX (retry limit exceeded), and outlier ejection is accounted per attempt.
  */
 import type http2 from 'node:http2';
-import type { Dispatcher } from 'undici';
-import type { HashPolicy, RetryPolicy, UpstreamTls } from '@trellis/api';
+import type { HashPolicy, UpstreamTls } from '@trellis/api';
 import type { ClusterRuntime } from '../../cluster/cluster-manager.js';
 import { fnv1a } from '../../lb/hash.js';
 import { bindAddressFor, connectUpstream } from '../../upstream/connect.js';
 import { type Host, hostKey } from '../../lb/hosts.js';
-import { type HttpContext, type Layer, applyResponseHeaderOps, flag, localReply } from '../context.js';
-import { forwardableResponseHeaders } from '../hop-by-hop.js';
+import { type HttpContext, type Layer, flag, localReply } from '../context.js';
+import { backoffMs } from '../retry/backoff.js';
+import { DEFAULT_BODY_LIMIT, RequestBody } from '../retry/request-body.js';
+import { releaseRetry, tryAcquireRetry } from '../retry/retry-budget.js';
+import { publishRetry, publishTimeout } from '../retry/retry-event.js';
+import { type CompiledRetry, type FailureKind, compileRetry, requestMayRetry, retryReasonForFailure, retryReasonForResponse } from '../retry/retry-policy.js';
+import { type Attempt, type AttemptEnd, type RawHeaders, attemptH1, attemptH2, destroyDownstream } from '../upstream-attempt.js';
 
 export interface UpstreamOptions {
   readonly now: () => number;
+  /** For the back-off jitter (tests inject one). */
+  readonly random?: () => number;
+  /** Largest request body held for a retry (bytes); Envoy's per_connection_buffer_limit_bytes default, 1 MiB. */
+  readonly bodyLimit?: number;
 }
 
-type Outcome = { kind: 'response'; status: number } | { kind: 'connect_failure'; error: Error } | { kind: 'timeout' } | { kind: 'reset'; error: Error };
-
 export function upstreamLayer(o: UpstreamOptions): Layer {
+  const random = o.random ?? Math.random;
+  const bodyLimit = o.bodyLimit ?? DEFAULT_BODY_LIMIT;
   return () => (ctx) => {
     const rt = ctx.cluster!;
     const cfg = rt.config;
@@ -30,92 +48,236 @@ export function upstreamLayer(o: UpstreamOptions): Layer {
       localReply(ctx, 502, 'destination is not in the service registry (REGISTRY_ONLY)');
       return;
     }
-    if (rt.stats.rqActive >= cfg.circuitBreakers.maxRequests) {
-      rt.stats.overflow += 1;
+    const stats = rt.stats;
+    if (stats.rqActive >= cfg.circuitBreakers.maxRequests) {
+      stats.overflow += 1;
       flag(ctx, 'UO');
       localReply(ctx, 503, 'upstream overflow');
       return;
     }
     const a = ctx.route!.action;
-    const retry = (a.kind === 'route' ? a.retryPolicy : null) ?? ctx.vhost!.retryPolicy;
-    const hasBody = requestHasBody(ctx);
-    const maxAttempts = 1 + (retry && !hasBody && retriesOnConnectFailure(retry) ? Math.min(retry.numRetries, cfg.circuitBreakers.maxRetries) : 0);
+    let retry: CompiledRetry | null = compileRetry((a.kind === 'route' ? a.retryPolicy : null) ?? ctx.vhost!.retryPolicy);
+    if (retry && (ctx.upgrade || (retry.policy.retriableRequestHeaders.length > 0 && !requestMayRetry(retry, requestHeader(ctx))))) retry = null;
     const hash = a.kind === 'route' ? requestHash(a.hashPolicy, ctx) : null;
-    // Hosts already tried (retries only): allocated on the first retry, not per request.
-    let tried: Set<string> | null = null;
-    const timeoutMs = a.kind === 'route' ? (retry?.perTryTimeoutMs ?? a.timeoutMs) : 0;
+    const routeTimeoutMs = a.kind === 'route' ? a.timeoutMs : 0;
+    const perTryMs = retry?.policy.perTryTimeoutMs ?? 0;
+    const idleMs = retry?.policy.perTryIdleTimeoutMs ?? 0;
+    const hasBody = !ctx.upgrade && requestHasBody(ctx);
+    // Only a request that may be retried pays for a replayable body.
+    const body = hasBody && retry ? new RequestBody(ctx.req, bodyLimit) : null;
     const cl = ctx.headers['content-length'];
     ctx.requestBytes = cl ? Number(cl) || 0 : 0;
-    rt.stats.rqTotal += 1;
-    rt.stats.rqActive += 1;
-    let released = false;
-    const release = () => { if (!released) { released = true; rt.stats.rqActive -= 1; } };
-    ctx.res.once('close', release);
+    stats.rqTotal += 1;
+    stats.rqActive += 1;
 
-    const attempt = (n: number) => {
-      const host = pickHost(rt, ctx, hash, tried, o.now());
+    // Hosts already tried: the first one's key, then a set allocated on the first retry (not per request).
+    let firstHost: string | null = null;
+    let tried: Set<string> | null = null;
+    let n = 0; // attempts started
+    let current: Attempt | null = null;
+    let perTry: NodeJS.Timeout | undefined;
+    let backoff: NodeJS.Timeout | undefined;
+    let slot = false; // a retry-budget slot taken for the next attempt (each attempt then holds its own until it ends)
+    let done = false;
+    const finishRequest = () => {
+      if (done) return;
+      done = true;
+      clearTimeout(global);
+      clearTimeout(perTry);
+      clearTimeout(backoff);
+      if (slot) { slot = false; releaseRetry(stats); }
+      stats.rqActive -= 1;
+    };
+    const global = routeTimeoutMs > 0 ? setTimeout(() => {
+      if (done) return;
+      stats.rqTimeout += 1;
+      publishTimeout(ctx, 'route');
+      const c = current;
+      const sent = ctx.res.headersSent;
+      finishRequest();
+      c?.abort('timeout');
+      stats.rqError += 1;
+      flag(ctx, 'UT');
+      if (sent) destroyDownstream(ctx);
+      else localReply(ctx, 504, 'upstream request timeout');
+    }, routeTimeoutMs) : undefined;
+    ctx.res.once('close', () => {
+      if (done) return;
+      const c = current;
+      finishRequest();
+      c?.abort('downstream');
+      stats.rqError += 1;
+      if (ctx.responseFlags === '-') flag(ctx, 'DC');
+    });
+
+    /** Decides a retry for the failed attempt `n`: 'retry' (slot taken, counted), or why not. */
+    const decide = (reason: string, status: number): 'retry' | 'limit' | 'overflow' | 'no' => {
+      if (n - 1 >= retry!.policy.numRetries) return 'limit';
+      if (body && !body.replayable) return 'no';
+      if (!tryAcquireRetry(stats, cfg.circuitBreakers.maxRetries)) { stats.retryOverflow += 1; return 'overflow'; }
+      slot = true;
+      stats.retries += 1;
+      publishRetry(ctx, n, reason, status);
+      return 'retry';
+    };
+    const noRetryFlag = (d: 'limit' | 'overflow' | 'no') => { if (d === 'limit') flag(ctx, 'URX'); else if (d === 'overflow') flag(ctx, 'UO'); };
+
+    const onHead = (status: number, headers: RawHeaders): boolean => {
+      if (done) return false;
+      const reason = retry ? retryReasonForResponse(retry, status, headers) : null;
+      if (reason !== null) {
+        const d = decide(reason, status);
+        if (d === 'retry') return false;
+        noRetryFlag(d);
+      } else if (n > 1) stats.retrySuccess += 1;
+      clearTimeout(perTry);
+      body?.dropCopy(); // decided: this request will not be sent again
+      return true;
+    };
+
+    const finishAttempt = (host: Host, end: AttemptEnd, ownSlot: boolean) => {
+      host.active -= 1;
+      host.total += 1;
+      accountOutlier(rt, host, end, o.now());
+      current = null;
+      clearTimeout(perTry);
+      body?.detach();
+      if (ownSlot) releaseRetry(stats);
+      if (done) return;
+      if (end.kind === 'response') { finishRequest(); return; }
+      if (end.kind === 'discarded') { scheduleRetry(); return; }
+      if (end.kind === 'aborted' && end.why === 'downstream') return; // handled by the close listener
+      if (end.kind === 'aborted' && end.why === 'per_try_timeout') { stats.perTryTimeout += 1; publishTimeout(ctx, 'per_try'); }
+      host.errors += 1;
+      const afterHead = end.kind !== 'connect_failure' && end.afterHead;
+      if (afterHead || ctx.res.headersSent) {
+        finishRequest();
+        stats.rqError += 1;
+        flag(ctx, end.kind === 'aborted' ? 'UT' : 'UC');
+        destroyDownstream(ctx);
+        return;
+      }
+      if (end.kind === 'connect_failure') stats.cxConnectFail += 1;
+      const kind: FailureKind = end.kind === 'connect_failure' ? 'connect_failure' : end.kind === 'aborted' ? 'per_try_timeout' : end.refused ? 'refused' : 'reset';
+      const reason = retry ? retryReasonForFailure(retry, kind) : null;
+      const d = reason !== null ? decide(reason, 0) : 'no';
+      if (d === 'retry') { scheduleRetry(); return; }
+      finishRequest();
+      stats.rqError += 1;
+      if (end.kind === 'aborted') {
+        flag(ctx, 'UT');
+        noRetryFlag(d);
+        localReply(ctx, 504, 'upstream request timeout');
+      } else if (end.kind === 'connect_failure') {
+        flag(ctx, 'UF');
+        noRetryFlag(d);
+        ctx.upstreamTransportFailureReason = end.error.message; // access log %UPSTREAM_TRANSPORT_FAILURE_REASON%
+        localReply(ctx, 503, `upstream connect error or disconnect/reset before headers. reset reason: connection failure, transport failure reason: ${end.error.message}`);
+      } else {
+        flag(ctx, 'UC');
+        noRetryFlag(d);
+        localReply(ctx, 503, `upstream connect error or disconnect/reset before headers. reset reason: ${end.refused ? 'remote refused stream reset' : end.error.message}`);
+      }
+    };
+
+    const scheduleRetry = () => {
+      backoff = setTimeout(() => {
+        backoff = undefined;
+        if (done) return;
+        if (body && !body.replayable) {
+          // (guard: the body is not read between attempts, so it cannot outgrow the buffer during a back-off)
+          finishRequest();
+          stats.rqError += 1;
+          flag(ctx, 'UC');
+          localReply(ctx, 503, 'upstream reset before headers; the request body exceeded the retry buffer');
+          return;
+        }
+        attempt();
+      }, backoffMs(n, retry!.policy.backOff.baseIntervalMs, retry!.policy.backOff.maxIntervalMs, random));
+    };
+
+    const attempt = () => {
+      n += 1;
+      const ownSlot = slot;
+      slot = false;
+      if (n === 2 && firstHost !== null) tried = new Set([firstHost]);
+      const host = pickHost(rt, ctx, hash, tried, retry?.previousHosts ? retry.policy.hostSelectionRetryMaxAttempts : 0, o.now());
       if (!host) {
-        release();
+        if (ownSlot) releaseRetry(stats);
+        finishRequest();
         flag(ctx, 'UH');
         localReply(ctx, 503, 'no healthy upstream');
         return;
       }
-      if (maxAttempts > 1) (tried ??= new Set<string>()).add(host.key);
+      if (tried) tried.add(host.key);
+      else if (retry) firstHost = host.key;
       ctx.host = host;
+      ctx.upstreamStartNs = process.hrtime.bigint(); // access log %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% (telemetry)
+      const u = rt.upstream(host, cfg.http2 || (cfg.useDownstreamProtocol && ctx.h2));
+      if (u !== 'no_secret' && rt.pendingOverflow(u)) {
+        // circuit breaker max_pending_requests: this try would queue behind that many others for a connection
+        if (ownSlot) releaseRetry(stats);
+        finishRequest();
+        stats.overflow += 1;
+        flag(ctx, 'UO');
+        localReply(ctx, 503, 'upstream overflow');
+        return;
+      }
       host.active += 1;
-      const h2 = cfg.http2 || (cfg.useDownstreamProtocol && ctx.h2);
-      const finish = (out: Outcome) => {
-        host.active -= 1;
-        host.total += 1;
-        accountOutlier(rt, host, out, o.now());
-        if (out.kind === 'connect_failure' && n + 1 < maxAttempts && !ctx.res.headersSent && !ctx.res.destroyed) {
-          rt.stats.retries += 1;
-          attempt(n + 1);
-          return;
-        }
-        release();
-        if (out.kind === 'response') return;
-        // The client is gone: nothing to answer.
-        if (ctx.res.destroyed || ctx.res.writableEnded) { rt.stats.rqError += 1; if (ctx.responseFlags === '-') flag(ctx, 'DC'); return; }
-        rt.stats.rqError += 1;
-        host.errors += 1;
-        if (ctx.res.headersSent) {
-          flag(ctx, 'UC');
-          destroyDownstream(ctx);
-          return;
-        }
-        if (out.kind === 'timeout') { rt.stats.rqTimeout += 1; flag(ctx, 'UT'); localReply(ctx, 504, 'upstream request timeout'); return; }
-        if (out.kind === 'connect_failure') {
-          rt.stats.cxConnectFail += 1;
-          flag(ctx, n > 0 ? 'URX' : 'UF');
-          localReply(ctx, 503, `upstream connect error or disconnect/reset before headers. reset reason: connection failure, transport failure reason: ${out.error.message}`);
-          return;
-        }
-        flag(ctx, 'UC');
-        localReply(ctx, 503, `upstream connect error or disconnect/reset before headers. reset reason: ${out.error.message}`);
-      };
-      const u = rt.upstream(host, h2);
+      let ended = false;
+      const finish = (end: AttemptEnd) => { ended = true; finishAttempt(host, end, ownSlot); };
       if (u === 'no_secret') { finish({ kind: 'connect_failure', error: new Error('TLS secrets not yet delivered by SDS') }); return; }
       const t = rt.tlsFor(host);
       ctx.upstreamPrincipal = t ? expectedPrincipal(t) : null;
       if (ctx.upgrade) { viaUpgrade(ctx, host, rt, finish); return; }
-      if (u.kind === 'h1') viaH1(ctx, u.pool, host, hasBody && n === 0, timeoutMs, finish);
-      else viaH2(ctx, u.h2.get(), !!t, hasBody && n === 0, timeoutMs, finish);
+      // Istio turns on include_request_attempt_count: the upstream sees `x-envoy-attempt-count` (1, 2, …).
+      const headers: Record<string, string | string[]> = u.kind === 'h1'
+        ? (retry ? { ...ctx.headers, host: ctx.authority, 'x-envoy-attempt-count': String(n) } : { ...ctx.headers, host: ctx.authority })
+        : (retry ? { ...ctx.headers, 'x-envoy-attempt-count': String(n) } : ctx.headers);
+      const b = body ? body.open() : hasBody ? ctx.req : null;
+      const spec = { ctx, headers, body: b, idleTimeoutMs: idleMs, onHead, finish };
+      const at = u.kind === 'h1' ? attemptH1(u.pool, spec) : attemptH2(u.h2.get(), !!t, spec);
+      // (an attempt can end inside its own start, on a synchronous failure)
+      if (ended) return;
+      current = at;
+      if (perTryMs > 0) perTry = setTimeout(() => at.abort('per_try_timeout'), perTryMs);
     };
-    attempt(0);
+    // A body of known length that fits the buffer is read whole first: every try then sends a Buffer.
+    const declared = body ? Number(ctx.req.headers['content-length'] ?? NaN) : NaN;
+    if (body && declared >= 0 && declared <= bodyLimit) body.prefetch(() => { if (!done) attempt(); });
+    else attempt();
   };
 }
 
-function pickHost(rt: ClusterRuntime, ctx: HttpContext, hash: number | null, tried: Set<string> | null, now: number): Host | null {
+function requestHasBody(ctx: HttpContext): boolean {
+  if (ctx.h2) return !(ctx.req as http2.Http2ServerRequest).stream.endAfterHeaders;
+  const h = ctx.req.headers;
+  return (h['content-length'] !== undefined && h['content-length'] !== '0') || h['transfer-encoding'] !== undefined;
+}
+
+function requestHeader(ctx: HttpContext): (name: string) => string | undefined {
+  return (name) => {
+    if (name === ':method') return ctx.method;
+    if (name === ':path') return ctx.path;
+    if (name === ':authority') return ctx.authority;
+    const v = ctx.headers[name];
+    return Array.isArray(v) ? v.join(',') : v;
+  };
+}
+
+/**
+ * Picks the host of an attempt. On a retry with the previous_hosts predicate, host selection is redone up to
+ * `host_selection_retry_max_attempts` times while it lands on a host already tried; then the last pick is used.
+ */
+function pickHost(rt: ClusterRuntime, ctx: HttpContext, hash: number | null, tried: Set<string> | null, reselect: number, now: number): Host | null {
   if (rt.config.type === 'ORIGINAL_DST') {
     const address = { address: ctx.conn.destIp, port: ctx.conn.destPort };
     return { address, key: hostKey(address), weight: 1, healthy: true, metadata: {}, locality: { region: '', zone: '', subZone: '' }, priority: 0, active: 0, ejectedUntil: 0, consecutive5xx: 0, total: 0, errors: 0 };
   }
-  const first = rt.hosts.pick({ hash, now });
-  if (!first || !tried || !tried.has(first.key)) return first;
-  // On a retry prefer another host when one is available.
-  for (let i = 0; i < 4; i++) { const h = rt.hosts.pick({ hash: null, now }); if (h && !tried.has(h.key)) return h; }
-  return first;
+  let h = rt.hosts.pick({ hash, now });
+  if (!tried) return h;
+  for (let i = 0; h && tried.has(h.key) && i < reselect; i++) h = rt.hosts.pick({ hash: null, now }) ?? h;
+  return h;
 }
 
 /** The peer principal a TLS config expects (its exact URI SAN), computed once per (frozen) config. */
@@ -127,16 +289,6 @@ function expectedPrincipal(t: UpstreamTls): string {
     principals.set(t, p);
   }
   return p;
-}
-
-function retriesOnConnectFailure(r: RetryPolicy): boolean {
-  return r.retryOn.some((x) => x === 'connect-failure' || x === 'reset' || x === '5xx' || x === 'gateway-error' || x === 'unavailable' || x === 'retriable-status-codes' || x === 'cancelled');
-}
-
-function requestHasBody(ctx: HttpContext): boolean {
-  if (ctx.h2) return !(ctx.req as http2.Http2ServerRequest).stream.endAfterHeaders;
-  const h = ctx.req.headers;
-  return (h['content-length'] !== undefined && h['content-length'] !== '0') || h['transfer-encoding'] !== undefined;
 }
 
 function requestHash(policies: readonly HashPolicy[], ctx: HttpContext): number | null {
@@ -164,171 +316,10 @@ function cookie(header: string | string[] | undefined, name: string): string | u
   return undefined;
 }
 
-function accountOutlier(rt: ClusterRuntime, host: Host, out: Outcome, now: number): void {
-  const od = rt.config.outlierDetection;
-  if (!od) return;
-  const bad = out.kind !== 'response' || out.status >= 500;
-  if (!bad) { host.consecutive5xx = 0; return; }
-  host.consecutive5xx += 1;
-  if (host.consecutive5xx < od.consecutive5xx) return;
-  const all = rt.hosts.all;
-  const ejected = all.filter((h) => h.ejectedUntil > now).length;
-  if (all.length && ((ejected + 1) * 100) / all.length > Math.max(od.maxEjectionPercent, 100 / all.length)) return;
-  host.ejectedUntil = now + od.baseEjectionTimeMs;
-  host.consecutive5xx = 0;
-}
-
-function destroyDownstream(ctx: HttpContext): void {
-  if (ctx.h2) (ctx.req as http2.Http2ServerRequest).stream.close(2 /* INTERNAL_ERROR */);
-  else ctx.res.destroy();
-}
-
-function isConnectError(err: Error & { code?: string }): boolean {
-  return ['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT', 'ERR_TLS_CERT_ALTNAME_INVALID', 'TRELLIS_ERR_PEER_IDENTITY', 'UND_ERR_SOCKET', 'EPIPE'].includes(err.code ?? '')
-    || /certificate|handshake|ssl|tls/i.test(err.message);
-}
-
-function viaH1(ctx: HttpContext, pool: Dispatcher, _host: Host, withBody: boolean, timeoutMs: number, finish: (o: Outcome) => void): void {
-  let controller: Dispatcher.DispatchController | null = null;
-  let started = false;
-  let timedOut = false;
-  let settled = false;
-  const settle = (o: Outcome) => { if (!settled) { settled = true; clearTimeout(timer); ctx.res.off('close', onClose); finish(o); } };
-  const timer = timeoutMs > 0 ? setTimeout(() => { timedOut = true; controller?.abort(new Error('timeout')); if (!controller) settle({ kind: 'timeout' }); }, timeoutMs) : undefined;
-  const onClose = () => { if (!ctx.res.writableFinished) controller?.abort(new Error('downstream closed')); };
-  ctx.res.once('close', onClose);
-  const headers: Record<string, string | string[]> = { ...ctx.headers, host: ctx.authority };
-  pool.dispatch({ path: ctx.path, method: ctx.method, headers, body: withBody ? (ctx.req as NodeJS.ReadableStream as never) : null, headersTimeout: 0, bodyTimeout: 0 }, {
-    onRequestStart(c) { controller = c; if (timedOut) c.abort(new Error('timeout')); },
-    onResponseStart(c, status, raw) {
-      if (status < 200) return;
-      if (settled || ctx.res.headersSent) { c.abort(new Error('response already answered')); return; }
-      started = true;
-      const out = forwardableResponseHeaders(raw as Record<string, string | string[] | undefined>);
-      applyResponseHeaderOps(ctx, out);
-      const gs = raw['grpc-status'];
-      if (gs !== undefined) ctx.grpcStatus = String(gs);
-      // A Content-Length response from an HTTP/1.1 upstream cannot carry trailers.
-      writeResponseHead(ctx, status, out, raw['content-length'] !== undefined && raw['transfer-encoding'] === undefined);
-    },
-    onResponseData(c, chunk) {
-      ctx.responseBytes += chunk.length;
-      if (!(ctx.res as NodeJS.WritableStream).write(chunk)) {
-        c.pause();
-        ctx.res.once('drain', () => c.resume());
-      }
-    },
-    onResponseEnd(_c, trailers) {
-      if (ctx.h2 && trailers && Object.keys(trailers).length) {
-        const t = forwardableResponseHeaders(trailers as Record<string, string | string[] | undefined>);
-        if (t['grpc-status'] !== undefined) ctx.grpcStatus = String(t['grpc-status']);
-        ctx.res.addTrailers(t as Record<string, string>);
-      }
-      ctx.res.end();
-      settle({ kind: 'response', status: ctx.res.statusCode });
-    },
-    onResponseError(_c, err) {
-      if (timedOut) settle({ kind: 'timeout' });
-      else if (!started && isConnectError(err)) settle({ kind: 'connect_failure', error: err });
-      else settle({ kind: 'reset', error: err });
-    },
-  });
-}
-
-function viaH2(ctx: HttpContext, session: http2.ClientHttp2Session, tls: boolean, withBody: boolean, timeoutMs: number, finish: (o: Outcome) => void): void {
-  let settled = false;
-  let started = false;
-  const settle = (o: Outcome) => { if (!settled) { settled = true; clearTimeout(timer); finish(o); } };
-  let stream: http2.ClientHttp2Stream;
-  try {
-    stream = session.request({ ...ctx.headers, ':method': ctx.method, ':path': ctx.path, ':authority': ctx.authority, ':scheme': tls ? 'https' : 'http' }, { endStream: !withBody });
-  } catch (err) {
-    settle({ kind: 'connect_failure', error: err as Error });
-    return;
-  }
-  const timer = timeoutMs > 0 ? setTimeout(() => { stream.close(8 /* CANCEL */); settle({ kind: 'timeout' }); }, timeoutMs) : undefined;
-  if (withBody) ctx.req.pipe(stream);
-  ctx.res.once('close', () => { if (!ctx.res.writableFinished && !stream.closed) stream.close(8); });
-  stream.on('response', (raw) => {
-    // A stream closed by us (downstream gone, timeout) may still deliver queued events: ignore them.
-    if (settled || ctx.res.headersSent) return;
-    const status = Number(raw[':status']);
-    if (status < 200) return;
-    started = true;
-    const out = forwardableResponseHeaders(raw as Record<string, string | string[] | undefined>);
-    applyResponseHeaderOps(ctx, out);
-    if (raw['grpc-status'] !== undefined) ctx.grpcStatus = String(raw['grpc-status']);
-    writeResponseHead(ctx, status, out);
-    if (early) { const held = early; early = null; for (const c of held) forward(c); }
-  });
-  // Node's HTTP/2 client emits 'response' on the next tick but DATA read in the same chunk synchronously, so the
-  // body of a small response can come before its head: hold it until the head is written (writing it first would
-  // send an implicit 200 head, and the real head would find the response started; the request then ended as UC).
-  let early: Buffer[] | null = null;
-  const forward = (chunk: Buffer) => {
-    ctx.responseBytes += chunk.length;
-    if (!(ctx.res as NodeJS.WritableStream).write(chunk)) {
-      stream.pause();
-      ctx.res.once('drain', () => stream.resume());
-    }
-  };
-  stream.on('data', (chunk: Buffer) => {
-    if (settled) return;
-    if (!started) { (early ??= []).push(chunk); return; }
-    forward(chunk);
-  });
-  stream.on('trailers', (t) => {
-    if (t['grpc-status'] !== undefined) ctx.grpcStatus = String(t['grpc-status']);
-    if (ctx.h2) ctx.res.addTrailers(forwardableResponseHeaders(t as Record<string, string | string[] | undefined>) as Record<string, string>);
-  });
-  stream.on('end', () => {
-    if (settled) return;
-    if (!started) { settle({ kind: 'reset', error: new Error('upstream stream ended without headers') }); return; }
-    ctx.res.end();
-    settle({ kind: 'response', status: ctx.res.statusCode });
-  });
-  stream.on('error', (err) => {
-    if (!started && (isConnectError(err) || (err as { code?: string }).code === 'ERR_HTTP2_STREAM_CANCEL' || (err as { code?: string }).code === 'ERR_HTTP2_GOAWAY_SESSION')) settle({ kind: 'connect_failure', error: err });
-    else settle({ kind: 'reset', error: err });
-  });
-  stream.on('close', () => {
-    if (!settled) settle(started ? { kind: 'reset', error: new Error(`upstream stream closed (code ${stream.rstCode})`) } : { kind: 'connect_failure', error: new Error(`upstream stream closed before headers (code ${stream.rstCode})`) });
-  });
-}
-
-/**
- * Writes the response head. A gRPC "trailers-only" response (grpc-status in the headers) is re-sent to an HTTP/2
- * downstream as headers plus trailers: Node's compat response always ends with a DATA frame, after which a
- * client would find no status.
- */
-function writeResponseHead(ctx: HttpContext, status: number, out: Record<string, string | string[]>, noTrailers = false): void {
-  if (ctx.h2 && noTrailers && out['grpc-status'] === undefined && status !== 204 && status !== 205 && status !== 304 && ctx.method !== 'HEAD'
-    && !String(out['content-type'] ?? '').startsWith('application/grpc')) {
-    // Respond on the stream itself: the compat response's writeHead always asks for trailers (`waitForTrailers`),
-    // which sends END_STREAM as a separate empty DATA frame after the body, one more TLS record and write per
-    // response and one more read (and a WINDOW_UPDATE) at the peer. Without it, the last DATA frame carries
-    // END_STREAM. Status, headersSent, 'finish' and 'close' of the compat response stay as they were.
-    const res = ctx.res as http2.Http2ServerResponse;
-    const stream = res.stream;
-    if (stream && !stream.headersSent && !stream.destroyed) {
-      res.statusCode = status;
-      const h: http2.OutgoingHttpHeaders = { ...out, ':status': status };
-      try {
-        stream.respond(h);
-        return;
-      } catch {
-        // invalid header for HTTP/2: let the compat path answer as before
-      }
-    }
-  }
-  if (ctx.h2 && out['grpc-status'] !== undefined) {
-    const trailers: Record<string, string> = { 'grpc-status': String(out['grpc-status']) };
-    if (out['grpc-message'] !== undefined) trailers['grpc-message'] = String(out['grpc-message']);
-    delete out['grpc-status'];
-    delete out['grpc-message'];
-    ctx.res.addTrailers(trailers);
-  }
-  ctx.res.writeHead(status, out);
+/** Outlier detection sees every attempt except one the client abandoned; a timed-out attempt is a local-origin timeout. */
+function accountOutlier(rt: ClusterRuntime, host: Host, out: AttemptEnd, now: number): void {
+  if (out.kind === 'aborted' && out.why === 'downstream') return;
+  rt.recordResult(host, out.kind === 'response' || out.kind === 'discarded' ? { kind: 'response', status: out.status } : out.kind === 'aborted' ? { kind: 'timeout' } : { kind: out.kind }, now);
 }
 
 /**
@@ -336,7 +327,7 @@ function writeResponseHead(ctx: HttpContext, status: number, out: Record<string,
  * cluster uses TLS), the request head re-sent with `connection: upgrade`, then bytes spliced both ways until either
  * side closes. The upstream's answer (101 or a refusal) reaches the client unchanged.
  */
-function viaUpgrade(ctx: HttpContext, host: Host, rt: ClusterRuntime, finish: (o: Outcome) => void): void {
+function viaUpgrade(ctx: HttpContext, host: Host, rt: ClusterRuntime, finish: (o: AttemptEnd) => void): void {
   const up = ctx.upgrade!;
   const t = rt.config.type === 'ORIGINAL_DST' ? null : rt.tlsFor(host);
   const c = t ? rt.tlsContextFor(t) : null;

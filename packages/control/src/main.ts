@@ -20,8 +20,7 @@ import { addCertificateService, CertificateAuthority, JoinTokens, serverCredenti
 import { createLogger, type LogFn } from './config/logger.js';
 import type { MeshConfigLike } from './config/mesh-settings.js';
 import { environmentHelp, resolveSettings, SETTINGS, type ControlSettings, type HostPort } from './config/settings.js';
-import { sdNotify } from '@trellis/native';
-import { SystemdNotifier } from './config/systemd-notify.js';
+import { SystemdNotifier } from '@trellis/native';
 import { debugRoutes } from './http/debug-routes.js';
 import { ServiceExportFeed } from './http/export-routes.js';
 import { webhookRoutes } from './http/webhook.js';
@@ -238,12 +237,13 @@ async function run(settings: ControlSettings, log: LogFn): Promise<() => Promise
   }
 
   // READY=1 once every listener is bound (above) and the first snapshot is built; STOPPING=1 at shutdown.
-  const notifier = new SystemdNotifier({
-    notify: sdNotify, env: process.env, pid: process.pid,
-    onError: (err) => log('warn', 'sd_notify failed', { error: (err as Error).message }),
-  });
+  const notifier = new SystemdNotifier({ onError: (state, err) => log('warn', 'sd_notify failed', { state, error: (err as Error).message }) });
+  let announced = false;
   const announceReady = (s: { version: string; services: readonly unknown[] }): void => {
+    if (announced) return;
+    announced = true;
     notifier.ready(`serving snapshot ${s.version} (${s.services.length} services, ${ads.connectionCount} proxies)`);
+    notifier.startWatchdog();
   };
   const first = snapshots.current?.snapshot;
   if (first) announceReady(first);

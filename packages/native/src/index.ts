@@ -37,3 +37,4 @@ export function socketFd(socket: { _handle?: { fd?: number } | null }): number {
   const fd = socket._handle?.fd;
   return typeof fd === 'number' ? fd : -1;
 }
+export { SystemdNotifier, watchdogIntervalMs, type SystemdNotifierOptions } from './systemd.js';

@@ -8,4 +8,3 @@ export * from './observer.js';
 export * from './sds-server.js';
 export * from './metrics.js';
 export * from './http-server.js';
-export * from './systemd-notify.js';

@@ -15,7 +15,7 @@ import { createAgentMetrics } from './metrics.js';
 import { combineObservers, type Logger } from './observer.js';
 import { AGENT_SETTINGS, parseDurationSeconds, parseHostPort, resolveAgentOptions, type AgentOptions } from './options.js';
 import { SdsServer, trustBundle } from './sds-server.js';
-import { SystemdNotifier } from './systemd-notify.js';
+import { SystemdNotifier } from '@trellis/native';
 import { registerIptablesCommand } from './cli/iptables.js';
 import { WorkloadRegistrar } from './registration/index.js';
 
@@ -31,7 +31,7 @@ export async function runAgent(options: AgentOptions, logger: Logger, signal: Ab
   const validitySeconds = parseDurationSeconds(options.certTtl, '--cert-ttl');
   const bundle = readBundle(options.bundle);
   ensureStateDir(options.stateDir);
-  const notifier = new SystemdNotifier({ logger });
+  const notifier = new SystemdNotifier({ onError: (state, err) => logger.warn('systemd notify failed', { state, error: (err as Error).message }) });
   const metrics = createAgentMetrics(Date.now, { defaultMetrics: true });
   const observer = combineObservers(metrics.observer);
   const sds = new SdsServer({ socketPath: options.sdsSocket, socketGroup: options.socketGroup, logger, observer });
@@ -67,10 +67,10 @@ export async function runAgent(options: AgentOptions, logger: Logger, signal: Ab
     await sds.listen();
     serving = true;
     notifier.ready(`serving ${identity.spiffeId}, certificate valid until ${new Date(identity.notAfter).toISOString()}`);
-    notifier.startWatchdog(signal, () => notReadyReason() === null);
+    notifier.startWatchdog(() => notReadyReason() === null, signal);
     await manager.run(signal);
   } finally {
-    notifier.send('STOPPING=1');
+    notifier.stopping();
     await sds.close();
     await dns?.close();
     registrar?.close();

@@ -4,14 +4,13 @@ import { readFileSync } from 'node:fs';
 import { hostname, networkInterfaces } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { Command, Option } from 'commander';
-import { sdNotify } from '@trellis/native';
+import { SystemdNotifier } from '@trellis/native';
 import { PROXY_ENV, envFor } from './env.js';
 import { createLogger, isLogLevel } from './log.js';
 import { GatewayCredentials } from './gateway/credentials.js';
 import { Proxy } from './proxy.js';
 import { runPrimary, reportWorkerPorts, reportWorkerReady } from './workers.js';
 import { nodeIdentity } from './xds/node.js';
-import { startWatchdog } from './systemd/watchdog.js';
 
 function firstIp(): string {
   for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
@@ -94,10 +93,11 @@ process.on('uncaughtException', (err) => logger.error('uncaught exception (bug):
 const concurrency = Number(o.concurrency);
 if (!Number.isInteger(concurrency) || concurrency < 1) { process.stderr.write(`--concurrency: "${String(o.concurrency)}" is not a positive integer\n`); process.exit(2); }
 const isWorker = cluster.isWorker && process.env.TRELLIS_WORKER === '1';
+const systemd = new SystemdNotifier({ onError: (state, err) => logger.warn('systemd notify failed', { state, error: (err as Error).message }) });
 
 if (concurrency > 1 && cluster.isPrimary) {
   await runPrimary({
-    concurrency, logger, notify: sdNotify, drainTimeMs: Number(o.drainTime) * 1000, adminAddress: '127.0.0.1', statusAddress: '0.0.0.0',
+    concurrency, logger, notifier: systemd, drainTimeMs: Number(o.drainTime) * 1000, adminAddress: '127.0.0.1', statusAddress: '0.0.0.0',
     ports: { admin: port('--admin-port', String(o.adminPort)), prometheus: port('--prometheus-port', String(o.prometheusPort)), health: port('--health-port', String(o.healthPort)) },
   });
 } else try {
@@ -125,17 +125,16 @@ if (concurrency > 1 && cluster.isPrimary) {
   new GatewayCredentials({ store: proxy.store, logger, dir: o.gatewayCredentials ? String(o.gatewayCredentials) : null }).start(credentialsAbort.signal);
   await proxy.start();
   // WatchdogSec= in the unit: WATCHDOG=1 every half of WATCHDOG_USEC (the primary pings for a worker pool).
-  const stopWatchdog = isWorker ? () => {} : startWatchdog({ env: process.env, pid: process.pid, notify: sdNotify });
+  if (!isWorker) systemd.startWatchdog();
   if (isWorker) reportWorkerPorts({ admin: proxy.adminPort, prometheus: proxy.prometheusPort, health: proxy.healthPort });
   logger.info('trellis-proxy started', { node: node.id, xds: o.xdsAddress, admin: proxy.adminPort, prometheus: proxy.prometheusPort, health: proxy.healthPort });
-  void proxy.whenReady().then(() => { logger.info('first complete config applied; ready', { listeners: proxy.listeners.ports(), worker: isWorker ? cluster.worker?.id : undefined }); if (isWorker) reportWorkerReady(); else sdNotify('READY=1'); });
+  void proxy.whenReady().then(() => { logger.info('first complete config applied; ready', { listeners: proxy.listeners.ports(), worker: isWorker ? cluster.worker?.id : undefined }); if (isWorker) reportWorkerReady(); else systemd.ready('first complete config applied'); });
   let stopping = false;
   const stop = (sig: string) => {
     if (stopping) return;
     stopping = true;
     logger.info('draining', { signal: sig, drainTimeSeconds: o.drainTime });
-    if (!isWorker) sdNotify('STOPPING=1');
-    stopWatchdog();
+    if (!isWorker) systemd.stopping();
     credentialsAbort.abort();
     proxy.shutdown().then(() => process.exit(0), () => process.exit(1));
   };

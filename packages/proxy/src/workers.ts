@@ -8,7 +8,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import http from 'node:http';
 import type { Logger } from './log.js';
-import { startWatchdog } from './systemd/watchdog.js';
+import type { SystemdNotifier } from '@trellis/native';
 
 export interface WorkerPorts {
   readonly admin: number;
@@ -70,10 +70,10 @@ export interface PrimaryOptions {
   readonly drainTimeMs: number;
   readonly logger: Logger;
   /**
-   * systemd notify (`@trellis/native` `sdNotify`): under `Type=notify` only the main process (this primary) may
-   * notify, so it sends `READY=1` once every worker is ready, `WATCHDOG=1` (see systemd/watchdog.ts) and `STOPPING=1`.
+   * systemd notify: under `Type=notify` only the main process (this primary) may notify, so it sends `READY=1` once
+   * every worker is ready, the `WATCHDOG=1` pings and `STOPPING=1`.
    */
-  readonly notify?: (state: string) => boolean;
+  readonly notifier?: SystemdNotifier;
 }
 
 /** Runs the primary: forks workers (re-running this script), restarts crashed ones, fronts their status ports. */
@@ -83,15 +83,14 @@ export async function runPrimary(o: PrimaryOptions): Promise<void> {
   let stopping = false;
   const readyWorkers = new Set<Worker>();
   let notifiedReady = false;
-  const notify = (state: string) => { try { o.notify?.(state); } catch { /* systemd trouble must not stop serving */ } };
-  const stopWatchdog = o.notify ? startWatchdog({ env: process.env, pid: process.pid, notify: o.notify }) : () => {};
+  o.notifier?.startWatchdog();
   const fork = () => {
     const w = cluster.fork({ TRELLIS_WORKER: '1' });
     w.on('message', (m: PortsMessage | ReadyMessage) => {
       if (m?.type === 'trellis:ports') ports.set(w, m.ports);
       else if (m?.type === 'trellis:ready') {
         readyWorkers.add(w);
-        if (!notifiedReady && readyWorkers.size >= o.concurrency) { notifiedReady = true; notify('READY=1'); }
+        if (!notifiedReady && readyWorkers.size >= o.concurrency) { notifiedReady = true; o.notifier?.ready(`${o.concurrency} workers ready`); }
       }
     });
     w.on('exit', (code, signal) => {
@@ -148,8 +147,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<void> {
   const stop = () => {
     if (stopping) return;
     stopping = true;
-    notify('STOPPING=1');
-    stopWatchdog();
+    o.notifier?.stopping();
     for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
     const deadline = setTimeout(() => process.exit(0), o.drainTimeMs + 2000);
     const check = setInterval(() => {
